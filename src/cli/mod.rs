@@ -1,0 +1,1 @@
+//! The `shoal` client commands, speaking the Docker Engine API through bollard.

@@ -1,0 +1,7 @@
+//! shoal: a Docker-Swarm-compatible container cluster built around a userspace data plane.
+//!
+//! The module map follows the three paths of ARCHITECTURE.md: the desired-state path
+//! (`api` -> `store`), the route path and the packet path (`net`, later issues).
+
+pub mod cli;
+pub mod pki;

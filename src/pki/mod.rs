@@ -1,0 +1,1 @@
+//! Root CA, join tokens, node certificates, and the IDs swarm objects carry.
