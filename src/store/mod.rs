@@ -1,0 +1,215 @@
+//! The replicated store: cluster objects applied through Raft (openraft), durable in redb.
+//!
+//! Writers propose batches of [`Change`]s; nothing writes the state around Raft. Readers look at
+//! the applied state through [`Store::read`].
+
+mod db;
+mod log;
+mod machine;
+mod network;
+pub mod objects;
+pub mod raft;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::RwLockReadGuard;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+
+pub use machine::Applied;
+pub use objects::{Cluster, Kind, ManagerRecord, Meta, Node, Object, ObjectKey, RootCaMaterial};
+pub use raft::{RaftId, RaftPeer};
+pub use state::{Change, ClusterState, Conflict, Precondition, Proposal};
+
+/// File name of the database inside a manager's data directory.
+const DB_FILE: &str = "raft.redb";
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The proposal was applied and refused; nothing changed.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// This manager is not the leader and cannot take writes right now.
+    #[error("this manager is not the Raft leader; the cluster may be electing one, try again")]
+    NotLeader,
+    /// Raft itself failed (storage error or shutdown).
+    #[error("the Raft store failed: {0}")]
+    Raft(String),
+}
+
+/// A manager's handle on the replicated store.
+pub struct Store {
+    raft: openraft::Raft<raft::TypeConfig>,
+    reader: machine::StateReader,
+}
+
+impl Store {
+    /// Opens the store kept in `dir` and starts this manager's Raft member `raft_id`.
+    pub async fn open(dir: &Path, raft_id: RaftId) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(dir)?;
+        let db = db::open(&dir.join(DB_FILE))?;
+        let machine = machine::StateMachine::load(db.clone())?;
+        let reader = machine.reader();
+        let config = std::sync::Arc::new(raft::config().validate()?);
+        let log = log::LogStore::new(db);
+        let raft =
+            openraft::Raft::new(raft_id, config, network::SingleManager, log, machine).await?;
+        Ok(Store { raft, reader })
+    }
+
+    /// Makes this member the whole membership of a new cluster. Done once, at `swarm init`.
+    pub async fn bootstrap(&self, raft_id: RaftId, me: RaftPeer) -> anyhow::Result<()> {
+        self.raft
+            .initialize(BTreeMap::from([(raft_id, me)]))
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until some member leads, and returns it.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<RaftId> {
+        let metrics = self.raft.wait(Some(timeout));
+        let metrics = metrics
+            .metrics(|m| m.current_leader.is_some(), "a Raft leader")
+            .await?;
+        metrics
+            .current_leader
+            .ok_or_else(|| anyhow::anyhow!("no Raft leader"))
+    }
+
+    /// The member that leads now, as far as this member knows.
+    pub fn leader(&self) -> Option<RaftId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Replicates and applies `proposal`; returns once it is applied here.
+    pub async fn propose(&self, proposal: Proposal) -> Result<(), StoreError> {
+        match self.raft.client_write(proposal).await {
+            Ok(written) => Ok(written.data?),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(StoreError::NotLeader)
+            }
+            Err(e) => Err(StoreError::Raft(e.to_string())),
+        }
+    }
+
+    /// The applied state; hold the guard briefly (it blocks applying).
+    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        self.reader.read()
+    }
+
+    /// Stops this Raft member; the data stays on disk.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("Raft did not shut down cleanly: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str) -> Object {
+        Object::Node(Node {
+            id: id.into(),
+            meta: Meta::now(),
+            spec: Default::default(),
+            description: Default::default(),
+            status: Default::default(),
+            manager: None,
+        })
+    }
+
+    fn create(object: Object) -> Proposal {
+        Proposal {
+            changes: vec![Change::Put {
+                object,
+                precondition: Precondition::Absent,
+            }],
+        }
+    }
+
+    async fn open_leader(dir: &Path) -> Store {
+        let store = Store::open(dir, 7).await.unwrap();
+        store
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn writes_survive_a_restart_and_the_member_leads_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 7).await.unwrap();
+        store
+            .bootstrap(
+                7,
+                RaftPeer {
+                    addr: "127.0.0.1:2377".into(),
+                    node_id: "n".into(),
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .unwrap();
+        store.propose(create(node("a"))).await.unwrap();
+        let version = store.read().state.nodes["a"].meta.version;
+        assert!(version > 0);
+        store.shutdown().await;
+        drop(store);
+
+        let store = open_leader(dir.path()).await;
+        assert_eq!(store.leader(), Some(7));
+        assert_eq!(store.read().state.nodes["a"].meta.version, version);
+        store.propose(create(node("b"))).await.unwrap();
+        store.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_proposal_reports_its_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 7).await.unwrap();
+        store.bootstrap(7, RaftPeer::default()).await.unwrap();
+        store
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .unwrap();
+        store.propose(create(node("a"))).await.unwrap();
+        let err = store.propose(create(node("a"))).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict(Conflict::Exists(_))),
+            "{err}"
+        );
+        store.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn snapshot_holds_the_state_it_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 7).await.unwrap();
+        store.bootstrap(7, RaftPeer::default()).await.unwrap();
+        store
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .unwrap();
+        store.propose(create(node("a"))).await.unwrap();
+        store.raft.trigger().snapshot().await.unwrap();
+        let metrics = store.raft.wait(Some(Duration::from_secs(10)));
+        metrics
+            .metrics(|m| m.snapshot.is_some(), "a snapshot")
+            .await
+            .unwrap();
+        let snapshot = store.raft.get_snapshot().await.unwrap().unwrap();
+        let applied: Applied = serde_json::from_slice(snapshot.snapshot.get_ref()).unwrap();
+        assert!(applied.state.nodes.contains_key("a"));
+        assert_eq!(applied.last_applied, snapshot.meta.last_log_id);
+        store.shutdown().await;
+    }
+}

@@ -1,0 +1,156 @@
+//! The cluster objects the store keeps, in the shape the control plane works with.
+//!
+//! They embed bollard's API models where the API hands a user's spec straight back (a node's
+//! spec, the swarm spec), so the JSON docker sees is the JSON that was stored.
+
+use bollard::models::{NodeDescription, NodeSpec, NodeStatus, SwarmSpec};
+use serde::{Deserialize, Serialize};
+
+/// Bookkeeping every stored object carries.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Raft log index of the object's last change (docker's `Version.Index`); the state machine
+    /// sets it, so it is the same on every manager.
+    pub version: u64,
+    /// RFC 3339 time of creation, chosen by the proposer (applying must be deterministic).
+    pub created_at: String,
+    /// RFC 3339 time of the last change, chosen by the proposer.
+    pub updated_at: String,
+}
+
+impl Meta {
+    /// Meta for an object created now.
+    pub fn now() -> Self {
+        let now = timestamp_now();
+        Meta {
+            version: 0,
+            created_at: now.clone(),
+            updated_at: now,
+        }
+    }
+
+    /// Marks the object as changed now; the version is set when the change is applied.
+    pub fn touch(&mut self) {
+        self.updated_at = timestamp_now();
+    }
+}
+
+/// The current time in docker's format: RFC 3339, UTC, nanoseconds.
+pub fn timestamp_now() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+/// The swarm: exactly one per cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// Cluster ID (25 base-36 characters), also the O of every node certificate.
+    pub id: String,
+    /// Version and times.
+    pub meta: Meta,
+    /// The user-settable part, as `swarm update` changes it.
+    pub spec: SwarmSpec,
+    /// Root CA certificate and key, kept in the store so that any manager can sign (as swarmkit).
+    pub root_ca: RootCaMaterial,
+    /// Join token that makes a worker.
+    pub worker_token: String,
+    /// Join token that makes a manager.
+    pub manager_token: String,
+    /// Pools overlay subnets are cut from.
+    pub default_addr_pool: Vec<String>,
+    /// Prefix length of each overlay subnet cut from the pools.
+    pub subnet_size: u32,
+    /// UDP port of the VXLAN data path.
+    pub data_path_port: u16,
+}
+
+/// The PEM-encoded root CA certificate and private key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RootCaMaterial {
+    /// The CA certificate, PEM.
+    pub cert_pem: String,
+    /// The CA private key, PEM.
+    pub key_pem: String,
+}
+
+/// A member of the swarm.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Node ID (25 base-36 characters), also the CN of its certificate.
+    pub id: String,
+    /// Version and times.
+    pub meta: Meta,
+    /// Role, availability, labels: what `node update` changes.
+    pub spec: NodeSpec,
+    /// What the node reported about itself: hostname, platform, resources.
+    pub description: NodeDescription,
+    /// Ready or down, and the address the node is reached at.
+    pub status: NodeStatus,
+    /// Set when the node is a manager: its place in Raft.
+    pub manager: Option<ManagerRecord>,
+}
+
+/// A manager's Raft identity and control address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManagerRecord {
+    /// The manager's Raft member ID; never reused.
+    pub raft_id: u64,
+    /// `host:port` other nodes reach its control endpoint (2377) at.
+    pub addr: String,
+}
+
+/// Which table an object lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    /// [`Cluster`]
+    Cluster,
+    /// [`Node`]
+    Node,
+}
+
+/// A stored object's address: its kind and ID.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectKey {
+    /// The table.
+    pub kind: Kind,
+    /// The object's ID.
+    pub id: String,
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} {}", self.kind, self.id)
+    }
+}
+
+/// Any stored object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Object {
+    /// The swarm.
+    Cluster(Cluster),
+    /// A node.
+    Node(Node),
+}
+
+impl Object {
+    /// Where this object is stored.
+    pub fn key(&self) -> ObjectKey {
+        match self {
+            Object::Cluster(c) => ObjectKey {
+                kind: Kind::Cluster,
+                id: c.id.clone(),
+            },
+            Object::Node(n) => ObjectKey {
+                kind: Kind::Node,
+                id: n.id.clone(),
+            },
+        }
+    }
+
+    /// The object's bookkeeping.
+    pub fn meta_mut(&mut self) -> &mut Meta {
+        match self {
+            Object::Cluster(c) => &mut c.meta,
+            Object::Node(n) => &mut n.meta,
+        }
+    }
+}

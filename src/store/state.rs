@@ -1,0 +1,279 @@
+//! The replicated state: every cluster object, and the one rule that changes it.
+//!
+//! Applying is pure and deterministic (no clocks, no randomness), so every manager that applies
+//! the same log holds the same state. The Raft state machine persists what this computes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::objects::{Cluster, Kind, Node, Object, ObjectKey};
+
+/// One write in a proposal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    /// Create or replace an object, if the precondition holds.
+    Put {
+        /// The new object; its `meta.version` is overwritten with the applying log index.
+        object: Object,
+        /// What must be true of the stored object beforehand.
+        precondition: Precondition,
+    },
+    /// Remove an object; removing an absent object is not an error.
+    Delete {
+        /// What to remove.
+        key: ObjectKey,
+    },
+}
+
+/// Optimistic concurrency for [`Change::Put`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Precondition {
+    /// Write whatever is stored.
+    None,
+    /// The object must not exist yet (create).
+    Absent,
+    /// The object must exist at exactly this version (update of what the writer read).
+    Version(u64),
+}
+
+/// An atomic batch of changes: all apply or none does.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The changes, applied in order.
+    pub changes: Vec<Change>,
+}
+
+/// Why a proposal was refused. Refusal is a normal outcome, replicated like any other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Conflict {
+    /// A create found the object already there.
+    #[error("{0} already exists")]
+    Exists(ObjectKey),
+    /// An update found no object.
+    #[error("{0} not found")]
+    Missing(ObjectKey),
+    /// An update was based on an old read.
+    #[error("update out of sequence: {key} is at version {actual}, not {expected}")]
+    Stale {
+        /// The object.
+        key: ObjectKey,
+        /// The version the writer read.
+        expected: u64,
+        /// The version stored now.
+        actual: u64,
+    },
+}
+
+/// Every cluster object, by kind and ID.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// The swarm (at most one).
+    pub clusters: BTreeMap<String, Cluster>,
+    /// The nodes.
+    pub nodes: BTreeMap<String, Node>,
+}
+
+impl ClusterState {
+    /// The swarm, once initialised.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.clusters.values().next()
+    }
+
+    /// Applies `proposal` at log `index`, or changes nothing and says why not.
+    pub fn apply(&mut self, proposal: &Proposal, index: u64) -> Result<(), Conflict> {
+        for change in &proposal.changes {
+            self.check(change)?;
+        }
+        for change in &proposal.changes {
+            match change {
+                Change::Put { object, .. } => {
+                    let mut object = object.clone();
+                    object.meta_mut().version = index;
+                    self.insert(object);
+                }
+                Change::Delete { key } => self.remove(key),
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored version of `key`, if the object exists.
+    pub fn version_of(&self, key: &ObjectKey) -> Option<u64> {
+        match key.kind {
+            Kind::Cluster => self.clusters.get(&key.id).map(|c| c.meta.version),
+            Kind::Node => self.nodes.get(&key.id).map(|n| n.meta.version),
+        }
+    }
+
+    /// The stored object at `key`.
+    pub fn object(&self, key: &ObjectKey) -> Option<Object> {
+        match key.kind {
+            Kind::Cluster => self.clusters.get(&key.id).cloned().map(Object::Cluster),
+            Kind::Node => self.nodes.get(&key.id).cloned().map(Object::Node),
+        }
+    }
+
+    /// Every object, for persisting a snapshot or rebuilding from one.
+    pub fn objects(&self) -> impl Iterator<Item = Object> + '_ {
+        let clusters = self.clusters.values().cloned().map(Object::Cluster);
+        clusters.chain(self.nodes.values().cloned().map(Object::Node))
+    }
+
+    /// Stores `object`, replacing any object with its key.
+    pub fn insert(&mut self, object: Object) {
+        match object {
+            Object::Cluster(c) => {
+                self.clusters.insert(c.id.clone(), c);
+            }
+            Object::Node(n) => {
+                self.nodes.insert(n.id.clone(), n);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &ObjectKey) {
+        match key.kind {
+            Kind::Cluster => self.clusters.remove(&key.id).map(drop),
+            Kind::Node => self.nodes.remove(&key.id).map(drop),
+        };
+    }
+
+    fn check(&self, change: &Change) -> Result<(), Conflict> {
+        let Change::Put {
+            object,
+            precondition,
+        } = change
+        else {
+            return Ok(());
+        };
+        let key = object.key();
+        match (precondition, self.version_of(&key)) {
+            (Precondition::None, _) | (Precondition::Absent, None) => Ok(()),
+            (Precondition::Absent, Some(_)) => Err(Conflict::Exists(key)),
+            (Precondition::Version(_), None) => Err(Conflict::Missing(key)),
+            (Precondition::Version(expected), Some(actual)) if *expected == actual => Ok(()),
+            (Precondition::Version(expected), Some(actual)) => Err(Conflict::Stale {
+                key,
+                expected: *expected,
+                actual,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::objects::Meta;
+
+    fn node(id: &str) -> Object {
+        Object::Node(Node {
+            id: id.into(),
+            meta: Meta::now(),
+            spec: Default::default(),
+            description: Default::default(),
+            status: Default::default(),
+            manager: None,
+        })
+    }
+
+    fn put(object: Object, precondition: Precondition) -> Proposal {
+        Proposal {
+            changes: vec![Change::Put {
+                object,
+                precondition,
+            }],
+        }
+    }
+
+    #[test]
+    fn put_sets_version_to_log_index() {
+        let mut state = ClusterState::default();
+        state
+            .apply(&put(node("a"), Precondition::Absent), 7)
+            .unwrap();
+        assert_eq!(state.nodes["a"].meta.version, 7);
+    }
+
+    #[test]
+    fn create_of_existing_object_conflicts() {
+        let mut state = ClusterState::default();
+        state
+            .apply(&put(node("a"), Precondition::Absent), 1)
+            .unwrap();
+        let err = state
+            .apply(&put(node("a"), Precondition::Absent), 2)
+            .unwrap_err();
+        assert!(matches!(err, Conflict::Exists(_)));
+        assert_eq!(state.nodes["a"].meta.version, 1);
+    }
+
+    #[test]
+    fn stale_update_is_refused_and_current_one_applies() {
+        let mut state = ClusterState::default();
+        state
+            .apply(&put(node("a"), Precondition::Absent), 3)
+            .unwrap();
+        let err = state
+            .apply(&put(node("a"), Precondition::Version(2)), 4)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "update out of sequence: Node a is at version 3, not 2"
+        );
+        state
+            .apply(&put(node("a"), Precondition::Version(3)), 5)
+            .unwrap();
+        assert_eq!(state.nodes["a"].meta.version, 5);
+    }
+
+    #[test]
+    fn update_of_missing_object_conflicts() {
+        let mut state = ClusterState::default();
+        let err = state
+            .apply(&put(node("a"), Precondition::Version(1)), 2)
+            .unwrap_err();
+        assert!(matches!(err, Conflict::Missing(_)));
+    }
+
+    #[test]
+    fn failed_batch_changes_nothing() {
+        let mut state = ClusterState::default();
+        state
+            .apply(&put(node("a"), Precondition::Absent), 1)
+            .unwrap();
+        let batch = Proposal {
+            changes: vec![
+                Change::Put {
+                    object: node("b"),
+                    precondition: Precondition::Absent,
+                },
+                Change::Put {
+                    object: node("a"),
+                    precondition: Precondition::Absent,
+                },
+            ],
+        };
+        assert!(state.apply(&batch, 2).is_err());
+        assert!(!state.nodes.contains_key("b"));
+    }
+
+    #[test]
+    fn delete_removes_and_tolerates_absence() {
+        let mut state = ClusterState::default();
+        state
+            .apply(&put(node("a"), Precondition::Absent), 1)
+            .unwrap();
+        let key = ObjectKey {
+            kind: Kind::Node,
+            id: "a".into(),
+        };
+        let delete = Proposal {
+            changes: vec![Change::Delete { key }],
+        };
+        state.apply(&delete, 2).unwrap();
+        state.apply(&delete, 3).unwrap();
+        assert!(state.nodes.is_empty());
+    }
+}
