@@ -6,3 +6,5 @@
 pub mod cli;
 pub mod pki;
 pub mod store;
+pub mod api;
+pub mod daemon;

@@ -1,0 +1,84 @@
+//! Request bodies and query strings, with docker-style 400s when they are malformed.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequest, Request};
+use axum::body::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// A JSON request body; malformed JSON is a 400 that says what is wrong, never a panic.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON in request body: {e}")))
+    }
+}
+
+/// Docker's `filters` query parameter: `{"key": {"value": true}}`, or the older
+/// `{"key": ["value"]}`, as a map from key to values.
+#[derive(Debug, Default, PartialEq)]
+pub struct Filters(BTreeMap<String, Vec<String>>);
+
+impl Filters {
+    /// Parses `filters`, refusing keys outside `allowed` as docker does.
+    pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
+        let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(Filters::default()) };
+        let value: serde_json::Value =
+            serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?;
+        let serde_json::Value::Object(keys) = value else {
+            return Err(ApiError::bad_request("invalid filters: expected a JSON object"));
+        };
+        let mut filters = BTreeMap::new();
+        for (key, values) in keys {
+            if !allowed.contains(&key.as_str()) {
+                return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
+            }
+            let values: Vec<String> = match values {
+                serde_json::Value::Object(map) => map.into_iter().filter(|(_, on)| on == true).map(|(v, _)| v).collect(),
+                serde_json::Value::Array(list) => {
+                    list.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+                }
+                _ => return Err(ApiError::bad_request(format!("invalid filters: bad values for '{key}'"))),
+            };
+            filters.insert(key, values);
+        }
+        Ok(Filters(filters))
+    }
+
+    /// True when `key` is not filtered on, or `test` accepts one of its values.
+    pub fn accepts(&self, key: &str, test: impl Fn(&str) -> bool) -> bool {
+        self.0.get(key).is_none_or(|values| values.is_empty() || values.iter().any(|v| test(v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_filter_forms_parse() {
+        let new = Filters::parse(Some(r#"{"role":{"manager":true}}"#), &["role"]).unwrap();
+        let old = Filters::parse(Some(r#"{"role":["manager"]}"#), &["role"]).unwrap();
+        assert_eq!(new, old);
+        assert!(new.accepts("role", |v| v == "manager"));
+        assert!(!new.accepts("role", |v| v == "worker"));
+        assert!(new.accepts("name", |_| false), "an absent key filters nothing");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_json_are_400() {
+        assert!(Filters::parse(Some(r#"{"colour":["red"]}"#), &["role"]).is_err());
+        assert!(Filters::parse(Some("{"), &["role"]).is_err());
+        assert!(Filters::parse(Some("[1]"), &["role"]).is_err());
+    }
+}

@@ -1,0 +1,78 @@
+//! Errors as the Docker Engine API reports them: a status code and `{"message": "..."}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::daemon::swarm::SwarmError;
+use crate::store::{Conflict, StoreError};
+
+/// Docker's answer to a swarm request on a node that is not a manager.
+pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
+
+/// A failed API call.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+/// What every handler returns.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// An error with a status and a message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into() }
+    }
+
+    /// 400: the request is wrong.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404: no such object (or no such endpoint).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 503 with docker's message for a node that is not a manager.
+    pub fn not_a_manager() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, NOT_A_MANAGER)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = %self.status, "{}", self.message);
+        }
+        (self.status, Json(serde_json::json!({ "message": self.message }))).into_response()
+    }
+}
+
+impl From<SwarmError> for ApiError {
+    fn from(e: SwarmError) -> Self {
+        let status = match e {
+            SwarmError::AlreadyInSwarm | SwarmError::NotInSwarm | SwarmError::ManagerNeedsForce => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            SwarmError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            SwarmError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::Conflict(Conflict::Exists(_)) => StatusCode::CONFLICT,
+            StoreError::Conflict(Conflict::Missing(_)) => StatusCode::NOT_FOUND,
+            // Docker reports a stale version as an internal error of the update RPC.
+            StoreError::Conflict(Conflict::Stale { .. }) | StoreError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            StoreError::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}

@@ -1,0 +1,131 @@
+//! The Docker Engine API (the swarm subset) on the daemon's unix socket.
+//!
+//! Paths work bare (`/info`) and version-prefixed (`/v1.41/info`); every error is docker's
+//! `{"message": ...}` with docker's status code, including 404 for unknown endpoints.
+
+mod body;
+mod error;
+mod nodes;
+mod swarm;
+mod system;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Router, ServiceExt};
+use tower::Layer;
+
+pub use error::{ApiError, ApiResult};
+
+use crate::daemon::Daemon;
+
+/// The API version shoal speaks: the one the reference wire trace was recorded at.
+pub const API_VERSION: &str = "1.41";
+/// The oldest API version the docker CLI may negotiate down to.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// Every endpoint, at its bare path.
+fn routes(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/swarm", get(swarm::inspect))
+        .route("/swarm/init", post(swarm::init))
+        .route("/swarm/leave", post(swarm::leave))
+        .route("/nodes", get(nodes::list))
+        .route("/nodes/{id}", get(nodes::inspect))
+        .fallback(page_not_found)
+        .method_not_allowed_fallback(page_not_found)
+        .with_state(daemon)
+}
+
+async fn page_not_found() -> ApiError {
+    ApiError::not_found("page not found")
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    daemon: Arc<Daemon>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // The version prefix is stripped before routing, so the layer wraps the whole router.
+    let app = middleware::from_fn(strip_api_version).layer(routes(daemon));
+    axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+/// Removes a `/v1.NN` prefix, refusing versions outside what shoal speaks, as docker does.
+async fn strip_api_version(mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if let Some((version, rest)) = split_version(path) {
+        if let Err(e) = check_version(version) {
+            return e.into_response();
+        }
+        let rest = match request.uri().query() {
+            Some(query) => format!("{rest}?{query}"),
+            None => rest.to_string(),
+        };
+        match rest.parse() {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(_) => return ApiError::bad_request("malformed request path").into_response(),
+        }
+    }
+    tracing::debug!(method = %request.method(), uri = %request.uri(), "request");
+    next.run(request).await
+}
+
+/// `/v1.41/info` -> `("1.41", "/info")`.
+fn split_version(path: &str) -> Option<(&str, &str)> {
+    let after_v = path.strip_prefix("/v")?;
+    let slash = after_v.find('/')?;
+    let (version, rest) = after_v.split_at(slash);
+    let (major, minor) = version.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(major) && digits(minor)).then_some((version, rest))
+}
+
+fn check_version(version: &str) -> ApiResult<()> {
+    let parse = |v: &str| -> (u32, u32) {
+        let (major, minor) = v.split_once('.').unwrap_or((v, "0"));
+        (major.parse().unwrap_or(0), minor.parse().unwrap_or(0))
+    };
+    if parse(version) < parse(MIN_API_VERSION) {
+        return Err(ApiError::bad_request(format!(
+            "client version {version} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+        )));
+    }
+    if parse(version) > parse(API_VERSION) {
+        return Err(ApiError::bad_request(format!(
+            "client version {version} is too new. Maximum supported API version is {API_VERSION}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_prefix_is_recognised() {
+        assert_eq!(split_version("/v1.41/info"), Some(("1.41", "/info")));
+        assert_eq!(split_version("/v1.41/nodes/abc"), Some(("1.41", "/nodes/abc")));
+        assert_eq!(split_version("/info"), None);
+        assert_eq!(split_version("/version"), None);
+        assert_eq!(split_version("/v1/info"), None);
+    }
+
+    #[test]
+    fn versions_outside_the_range_are_refused() {
+        assert!(check_version("1.41").is_ok());
+        assert!(check_version("1.24").is_ok());
+        assert!(check_version("1.12").is_err());
+        assert!(check_version("1.50").is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! `/nodes`: the swarm's members as docker shows them.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use bollard::models::{ManagerStatus, NodeSpecRoleEnum, ObjectVersion, Reachability};
+use serde::Deserialize;
+
+use super::body::Filters;
+use super::error::{ApiError, ApiResult};
+use crate::daemon::Daemon;
+use crate::daemon::swarm::Manager;
+use crate::store::{ClusterState, Node};
+
+/// The `filters` query parameter.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    filters: Option<String>,
+}
+
+const NODE_FILTERS: &[&str] = &["id", "label", "membership", "name", "node.label", "role"];
+
+/// `GET /nodes`
+pub async fn list(State(daemon): State<Arc<Daemon>>, Query(query): Query<ListQuery>) -> ApiResult<Json<Vec<bollard::models::Node>>> {
+    let manager = daemon.manager().await.ok_or_else(ApiError::not_a_manager)?;
+    let filters = Filters::parse(query.filters.as_deref(), NODE_FILTERS)?;
+    let applied = manager.store.read();
+    let nodes = applied
+        .state
+        .nodes
+        .values()
+        .filter(|node| matches_filters(node, &filters))
+        .map(|node| to_model(node, &manager))
+        .collect();
+    Ok(Json(nodes))
+}
+
+/// `GET /nodes/{id}`: by ID, hostname, or unique ID prefix.
+pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(name): Path<String>) -> ApiResult<Json<bollard::models::Node>> {
+    let manager = daemon.manager().await.ok_or_else(ApiError::not_a_manager)?;
+    let applied = manager.store.read();
+    let node = find(&applied.state, &name)?;
+    Ok(Json(to_model(node, &manager)))
+}
+
+/// Finds a node as docker does: exact ID, then hostname, then ID prefix; ambiguity is an error.
+pub fn find<'a>(state: &'a ClusterState, name: &str) -> ApiResult<&'a Node> {
+    if let Some(node) = state.nodes.get(name) {
+        return Ok(node);
+    }
+    let by_hostname: Vec<&Node> = state.nodes.values().filter(|n| hostname(n) == name).collect();
+    let candidates = if by_hostname.is_empty() {
+        state.nodes.values().filter(|n| !name.is_empty() && n.id.starts_with(name)).collect()
+    } else {
+        by_hostname
+    };
+    match candidates.as_slice() {
+        [node] => Ok(node),
+        [] => Err(ApiError::not_found(format!("node {name} not found"))),
+        many => Err(ApiError::bad_request(format!("node {name} is ambiguous ({} matches found)", many.len()))),
+    }
+}
+
+fn hostname(node: &Node) -> &str {
+    node.description.hostname.as_deref().unwrap_or_default()
+}
+
+fn role(node: &Node) -> &'static str {
+    match node.spec.role {
+        Some(NodeSpecRoleEnum::MANAGER) => "manager",
+        _ => "worker",
+    }
+}
+
+fn matches_filters(node: &Node, filters: &Filters) -> bool {
+    let labels = node.spec.labels.clone().unwrap_or_default();
+    let has_label = |filter: &str| match filter.split_once('=') {
+        Some((key, value)) => labels.get(key).is_some_and(|v| v == value),
+        None => labels.contains_key(filter),
+    };
+    filters.accepts("id", |id| node.id.starts_with(id))
+        && filters.accepts("name", |name| hostname(node).starts_with(name))
+        && filters.accepts("role", |r| r == role(node))
+        && filters.accepts("membership", |m| m == "accepted")
+        && filters.accepts("node.label", has_label)
+        && filters.accepts("label", has_label)
+}
+
+/// A stored node in the API's shape; leadership is read from Raft as it is now.
+pub fn to_model(node: &Node, manager: &Manager) -> bollard::models::Node {
+    let leader = manager.store.leader();
+    let manager_status = node.manager.as_ref().map(|m| ManagerStatus {
+        leader: Some(leader == Some(m.raft_id)),
+        reachability: Some(Reachability::REACHABLE),
+        addr: Some(m.addr.clone()),
+    });
+    bollard::models::Node {
+        id: Some(node.id.clone()),
+        version: Some(ObjectVersion { index: Some(node.meta.version) }),
+        created_at: Some(node.meta.created_at.clone()),
+        updated_at: Some(node.meta.updated_at.clone()),
+        spec: Some(node.spec.clone()),
+        description: Some(node.description.clone()),
+        status: Some(node.status.clone()),
+        manager_status,
+    }
+}
