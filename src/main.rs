@@ -7,7 +7,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "shoal", version, about)]
 struct Cli {
     /// Daemon socket to talk to.
-    #[arg(short = 'H', long = "host", env = "SHOAL_HOST", global = true, default_value = "unix:///run/shoal/shoal.sock")]
+    #[arg(
+        short = 'H',
+        long = "host",
+        env = "SHOAL_HOST",
+        global = true,
+        default_value = "unix:///run/shoal/shoal.sock"
+    )]
     host: String,
     #[command(subcommand)]
     command: Command,
@@ -44,5 +50,8 @@ async fn main() {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,shoal=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{FromRequest, Request};
 use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -32,11 +32,15 @@ pub struct Filters(BTreeMap<String, Vec<String>>);
 impl Filters {
     /// Parses `filters`, refusing keys outside `allowed` as docker does.
     pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
-        let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(Filters::default()) };
-        let value: serde_json::Value =
-            serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?;
+        let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+            return Ok(Filters::default());
+        };
+        let value: serde_json::Value = serde_json::from_str(raw)
+            .map_err(|e| ApiError::bad_request(format!("invalid filters: {e}")))?;
         let serde_json::Value::Object(keys) = value else {
-            return Err(ApiError::bad_request("invalid filters: expected a JSON object"));
+            return Err(ApiError::bad_request(
+                "invalid filters: expected a JSON object",
+            ));
         };
         let mut filters = BTreeMap::new();
         for (key, values) in keys {
@@ -44,11 +48,20 @@ impl Filters {
                 return Err(ApiError::bad_request(format!("invalid filter '{key}'")));
             }
             let values: Vec<String> = match values {
-                serde_json::Value::Object(map) => map.into_iter().filter(|(_, on)| on == true).map(|(v, _)| v).collect(),
-                serde_json::Value::Array(list) => {
-                    list.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+                serde_json::Value::Object(map) => map
+                    .into_iter()
+                    .filter(|(_, on)| on == true)
+                    .map(|(v, _)| v)
+                    .collect(),
+                serde_json::Value::Array(list) => list
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid filters: bad values for '{key}'"
+                    )));
                 }
-                _ => return Err(ApiError::bad_request(format!("invalid filters: bad values for '{key}'"))),
             };
             filters.insert(key, values);
         }
@@ -57,7 +70,9 @@ impl Filters {
 
     /// True when `key` is not filtered on, or `test` accepts one of its values.
     pub fn accepts(&self, key: &str, test: impl Fn(&str) -> bool) -> bool {
-        self.0.get(key).is_none_or(|values| values.is_empty() || values.iter().any(|v| test(v)))
+        self.0
+            .get(key)
+            .is_none_or(|values| values.is_empty() || values.iter().any(|v| test(v)))
     }
 }
 
@@ -72,7 +87,10 @@ mod tests {
         assert_eq!(new, old);
         assert!(new.accepts("role", |v| v == "manager"));
         assert!(!new.accepts("role", |v| v == "worker"));
-        assert!(new.accepts("name", |_| false), "an absent key filters nothing");
+        assert!(
+            new.accepts("name", |_| false),
+            "an absent key filters nothing"
+        );
     }
 
     #[test]

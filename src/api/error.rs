@@ -23,7 +23,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// An error with a status and a message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
 
     /// 400: the request is wrong.
@@ -47,7 +50,11 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(status = %self.status, "{}", self.message);
         }
-        (self.status, Json(serde_json::json!({ "message": self.message }))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({ "message": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -70,7 +77,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(Conflict::Exists(_)) => StatusCode::CONFLICT,
             StoreError::Conflict(Conflict::Missing(_)) => StatusCode::NOT_FOUND,
             // Docker reports a stale version as an internal error of the update RPC.
-            StoreError::Conflict(Conflict::Stale { .. }) | StoreError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            StoreError::Conflict(Conflict::Stale { .. }) | StoreError::Raft(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             StoreError::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())

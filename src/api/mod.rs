@@ -56,7 +56,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // The version prefix is stripped before routing, so the layer wraps the whole router.
     let app = middleware::from_fn(strip_api_version).layer(routes(daemon));
-    axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -115,7 +117,10 @@ mod tests {
     #[test]
     fn version_prefix_is_recognised() {
         assert_eq!(split_version("/v1.41/info"), Some(("1.41", "/info")));
-        assert_eq!(split_version("/v1.41/nodes/abc"), Some(("1.41", "/nodes/abc")));
+        assert_eq!(
+            split_version("/v1.41/nodes/abc"),
+            Some(("1.41", "/nodes/abc"))
+        );
         assert_eq!(split_version("/info"), None);
         assert_eq!(split_version("/version"), None);
         assert_eq!(split_version("/v1/info"), None);

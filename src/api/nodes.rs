@@ -22,7 +22,10 @@ pub struct ListQuery {
 const NODE_FILTERS: &[&str] = &["id", "label", "membership", "name", "node.label", "role"];
 
 /// `GET /nodes`
-pub async fn list(State(daemon): State<Arc<Daemon>>, Query(query): Query<ListQuery>) -> ApiResult<Json<Vec<bollard::models::Node>>> {
+pub async fn list(
+    State(daemon): State<Arc<Daemon>>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Vec<bollard::models::Node>>> {
     let manager = daemon.manager().await.ok_or_else(ApiError::not_a_manager)?;
     let filters = Filters::parse(query.filters.as_deref(), NODE_FILTERS)?;
     let applied = manager.store.read();
@@ -37,7 +40,10 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(query): Query<ListQue
 }
 
 /// `GET /nodes/{id}`: by ID, hostname, or unique ID prefix.
-pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(name): Path<String>) -> ApiResult<Json<bollard::models::Node>> {
+pub async fn inspect(
+    State(daemon): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<bollard::models::Node>> {
     let manager = daemon.manager().await.ok_or_else(ApiError::not_a_manager)?;
     let applied = manager.store.read();
     let node = find(&applied.state, &name)?;
@@ -49,16 +55,27 @@ pub fn find<'a>(state: &'a ClusterState, name: &str) -> ApiResult<&'a Node> {
     if let Some(node) = state.nodes.get(name) {
         return Ok(node);
     }
-    let by_hostname: Vec<&Node> = state.nodes.values().filter(|n| hostname(n) == name).collect();
+    let by_hostname: Vec<&Node> = state
+        .nodes
+        .values()
+        .filter(|n| hostname(n) == name)
+        .collect();
     let candidates = if by_hostname.is_empty() {
-        state.nodes.values().filter(|n| !name.is_empty() && n.id.starts_with(name)).collect()
+        state
+            .nodes
+            .values()
+            .filter(|n| !name.is_empty() && n.id.starts_with(name))
+            .collect()
     } else {
         by_hostname
     };
     match candidates.as_slice() {
         [node] => Ok(node),
         [] => Err(ApiError::not_found(format!("node {name} not found"))),
-        many => Err(ApiError::bad_request(format!("node {name} is ambiguous ({} matches found)", many.len()))),
+        many => Err(ApiError::bad_request(format!(
+            "node {name} is ambiguous ({} matches found)",
+            many.len()
+        ))),
     }
 }
 
@@ -97,7 +114,9 @@ pub fn to_model(node: &Node, manager: &Manager) -> bollard::models::Node {
     });
     bollard::models::Node {
         id: Some(node.id.clone()),
-        version: Some(ObjectVersion { index: Some(node.meta.version) }),
+        version: Some(ObjectVersion {
+            index: Some(node.meta.version),
+        }),
         created_at: Some(node.meta.created_at.clone()),
         updated_at: Some(node.meta.updated_at.clone()),
         spec: Some(node.spec.clone()),

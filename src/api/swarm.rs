@@ -13,7 +13,10 @@ use crate::daemon::Daemon;
 use crate::pki::RootCa;
 
 /// `POST /swarm/init`: answers the new node's ID.
-pub async fn init(State(daemon): State<Arc<Daemon>>, JsonBody(request): JsonBody<SwarmInitRequest>) -> ApiResult<Json<String>> {
+pub async fn init(
+    State(daemon): State<Arc<Daemon>>,
+    JsonBody(request): JsonBody<SwarmInitRequest>,
+) -> ApiResult<Json<String>> {
     let manager = daemon.init_swarm(request).await?;
     Ok(Json(manager.node_id.clone()))
 }
@@ -22,16 +25,21 @@ pub async fn init(State(daemon): State<Arc<Daemon>>, JsonBody(request): JsonBody
 pub async fn inspect(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<bollard::models::Swarm>> {
     let manager = daemon.manager().await.ok_or_else(ApiError::not_a_manager)?;
     let applied = manager.store.read();
-    let cluster = applied.state.cluster().ok_or_else(ApiError::not_a_manager)?;
+    let cluster = applied
+        .state
+        .cluster()
+        .ok_or_else(ApiError::not_a_manager)?;
     let ca = RootCa::from_pem(&cluster.root_ca.cert_pem, &cluster.root_ca.key_pem)
         .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(bollard::models::Swarm {
         id: Some(cluster.id.clone()),
-        version: Some(ObjectVersion { index: Some(cluster.meta.version) }),
+        version: Some(ObjectVersion {
+            index: Some(cluster.meta.version),
+        }),
         created_at: Some(cluster.meta.created_at.clone()),
         updated_at: Some(cluster.meta.updated_at.clone()),
         spec: Some(cluster.spec.clone()),
-        tls_info: ca.tls_info().ok(),
+        tls_info: Some(ca.tls_info()),
         root_rotation_in_progress: Some(false),
         data_path_port: Some(u32::from(cluster.data_path_port)),
         default_addr_pool: Some(cluster.default_addr_pool.clone()),
@@ -51,7 +59,10 @@ pub struct LeaveQuery {
 }
 
 /// `POST /swarm/leave[?force=1]`
-pub async fn leave(State(daemon): State<Arc<Daemon>>, Query(query): Query<LeaveQuery>) -> ApiResult<()> {
+pub async fn leave(
+    State(daemon): State<Arc<Daemon>>,
+    Query(query): Query<LeaveQuery>,
+) -> ApiResult<()> {
     let force = matches!(query.force.as_deref(), Some("1" | "true" | "True"));
     daemon.leave_swarm(force).await?;
     Ok(())

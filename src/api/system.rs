@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method};
 use bollard::models::{
-    ClusterInfo, LocalNodeState, NodeSpecRoleEnum, ObjectVersion, PeerNode, SwarmInfo, SystemInfo, SystemVersion,
-    SystemVersionComponents, SystemVersionPlatform,
+    ClusterInfo, LocalNodeState, NodeSpecRoleEnum, ObjectVersion, PeerNode, SwarmInfo, SystemInfo,
+    SystemVersion, SystemVersionComponents, SystemVersionPlatform,
 };
 
 use super::{API_VERSION, MIN_API_VERSION};
@@ -17,13 +17,20 @@ use crate::daemon::swarm::Manager;
 
 /// `GET|HEAD /_ping`: the headers tell the client which API version to speak.
 pub async fn ping(State(daemon): State<Arc<Daemon>>, method: Method) -> (HeaderMap, &'static str) {
-    let swarm = if daemon.manager().await.is_some() { "active/manager" } else { "inactive" };
+    let swarm = if daemon.manager().await.is_some() {
+        "active/manager"
+    } else {
+        "inactive"
+    };
     let mut headers = HeaderMap::new();
     headers.insert("Api-Version", HeaderValue::from_static(API_VERSION));
     headers.insert("Docker-Experimental", HeaderValue::from_static("false"));
     headers.insert("Ostype", HeaderValue::from_static("linux"));
     headers.insert("Swarm", HeaderValue::from_static(swarm));
-    headers.insert("Cache-Control", HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    headers.insert(
+        "Cache-Control",
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     headers.insert("Pragma", HeaderValue::from_static("no-cache"));
     (headers, if method == Method::HEAD { "" } else { "OK" })
 }
@@ -41,7 +48,9 @@ pub async fn version() -> Json<SystemVersion> {
     });
     let details = serde_json::from_value(details).unwrap_or_default();
     Json(SystemVersion {
-        platform: Some(SystemVersionPlatform { name: "shoal".into() }),
+        platform: Some(SystemVersionPlatform {
+            name: "shoal".into(),
+        }),
         components: Some(vec![SystemVersionComponents {
             name: "Engine".into(),
             version: version.into(),
@@ -99,12 +108,23 @@ fn manager_info(manager: &Manager) -> SwarmInfo {
     let remote_managers: Vec<PeerNode> = state
         .nodes
         .values()
-        .filter_map(|n| n.manager.as_ref().map(|m| PeerNode { node_id: Some(n.id.clone()), addr: Some(m.addr.clone()) }))
+        .filter_map(|n| {
+            n.manager.as_ref().map(|m| PeerNode {
+                node_id: Some(n.id.clone()),
+                addr: Some(m.addr.clone()),
+            })
+        })
         .collect();
-    let managers = state.nodes.values().filter(|n| n.spec.role == Some(NodeSpecRoleEnum::MANAGER)).count();
+    let managers = state
+        .nodes
+        .values()
+        .filter(|n| n.spec.role == Some(NodeSpecRoleEnum::MANAGER))
+        .count();
     let cluster = state.cluster().map(|c| ClusterInfo {
         id: Some(c.id.clone()),
-        version: Some(ObjectVersion { index: Some(c.meta.version) }),
+        version: Some(ObjectVersion {
+            index: Some(c.meta.version),
+        }),
         created_at: Some(c.meta.created_at.clone()),
         updated_at: Some(c.meta.updated_at.clone()),
         spec: Some(c.spec.clone()),

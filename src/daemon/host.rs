@@ -7,7 +7,11 @@ use bollard::models::{Platform, ResourceObject};
 /// CPUs and memory the node offers to tasks.
 pub fn resources() -> ResourceObject {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
-    ResourceObject { nano_cpus: Some(cpus * 1_000_000_000), memory_bytes: Some(memory_bytes()), ..Default::default() }
+    ResourceObject {
+        nano_cpus: Some(cpus * 1_000_000_000),
+        memory_bytes: Some(memory_bytes()),
+        ..Default::default()
+    }
 }
 
 /// Total memory from /proc/meminfo, in bytes; 0 if it cannot be read.
@@ -16,13 +20,22 @@ pub fn memory_bytes() -> i64 {
     let kib = meminfo
         .lines()
         .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<i64>().ok());
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<i64>()
+                .ok()
+        });
     kib.unwrap_or(0) * 1024
 }
 
 /// The platform in swarm's terms (`uname -m` style architecture).
 pub fn platform() -> Platform {
-    Platform { architecture: Some(std::env::consts::ARCH.into()), os: Some(std::env::consts::OS.into()) }
+    Platform {
+        architecture: Some(std::env::consts::ARCH.into()),
+        os: Some(std::env::consts::OS.into()),
+    }
 }
 
 /// The architecture in Go's terms, as `docker version` prints it.
@@ -36,7 +49,9 @@ pub fn go_arch() -> &'static str {
 
 /// The running kernel's release, like `uname -r`.
 pub fn kernel_version() -> String {
-    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The distribution's name from /etc/os-release.
@@ -51,7 +66,9 @@ pub fn operating_system() -> String {
 
 /// The IPv4 addresses of up interfaces other than loopback, with their interface names.
 pub fn interface_addresses() -> Vec<(String, IpAddr)> {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
     addrs
         .filter_map(|ifa| {
             let ip = IpAddr::V4(ifa.address?.as_sockaddr_in()?.ip());

@@ -73,7 +73,10 @@ impl Daemon {
     }
 
     /// Creates a swarm with this node as its first manager.
-    pub async fn init_swarm(&self, request: bollard::models::SwarmInitRequest) -> Result<Arc<Manager>, SwarmError> {
+    pub async fn init_swarm(
+        &self,
+        request: bollard::models::SwarmInitRequest,
+    ) -> Result<Arc<Manager>, SwarmError> {
         let mut membership = self.swarm.write().await;
         if membership.is_some() {
             return Err(SwarmError::AlreadyInSwarm);
@@ -113,7 +116,12 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     if let Some(manager) = &membership {
         tracing::info!(node = %manager.node_id, "rejoined the swarm as a manager");
     }
-    let daemon = Arc::new(Daemon { hostname, data_dir: args.data_dir, executor, swarm: RwLock::new(membership) });
+    let daemon = Arc::new(Daemon {
+        hostname,
+        data_dir: args.data_dir,
+        executor,
+        swarm: RwLock::new(membership),
+    });
     tracing::info!(socket = %args.socket.display(), hostname = %daemon.hostname, ?executor, "shoal daemon starting");
 
     let listener = bind_socket(&args.socket)?;
@@ -135,14 +143,19 @@ async fn choose_executor(choice: ExecutorChoice, docker_host: &str) -> anyhow::R
 }
 
 async fn docker_answers(docker_host: &str) -> bool {
-    let Some(path) = docker_host.strip_prefix("unix://") else { return false };
+    let Some(path) = docker_host.strip_prefix("unix://") else {
+        return false;
+    };
     if !Path::new(path).exists() {
         return false;
     }
-    let Ok(docker) = bollard::Docker::connect_with_unix(path, 2, bollard::API_DEFAULT_VERSION) else {
+    let Ok(docker) = bollard::Docker::connect_with_unix(path, 2, bollard::API_DEFAULT_VERSION)
+    else {
         return false;
     };
-    tokio::time::timeout(Duration::from_secs(2), docker.ping()).await.is_ok_and(|r| r.is_ok())
+    tokio::time::timeout(Duration::from_secs(2), docker.ping())
+        .await
+        .is_ok_and(|r| r.is_ok())
 }
 
 /// Binds the API socket, replacing a stale socket file but never a live daemon's.
@@ -156,12 +169,16 @@ fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
         }
         std::fs::remove_file(path)?;
     }
-    tokio::net::UnixListener::bind(path).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))
+    tokio::net::UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))
 }
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
         return std::future::pending().await;
     };

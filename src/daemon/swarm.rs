@@ -10,17 +10,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::models::{
-    EngineDescription, NodeDescription, NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState,
-    NodeStatus, SwarmInitRequest, SwarmSpec, SwarmSpecCaConfig, SwarmSpecDispatcher, SwarmSpecOrchestration,
-    SwarmSpecRaft,
+    EngineDescription, NodeDescription, NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum,
+    NodeState, NodeStatus, SwarmInitRequest, SwarmSpec, SwarmSpecCaConfig, SwarmSpecDispatcher,
+    SwarmSpecOrchestration, SwarmSpecRaft,
 };
 use serde::{Deserialize, Serialize};
 
 use super::host;
+use crate::fsutil;
 use crate::pki::{self, JoinToken, NodeCredentials, NodeKey, Role, RootCa};
 use crate::store::{
-    Change, Cluster, ManagerRecord, Meta, Node, Object, Precondition, Proposal, RaftId, RaftPeer, RootCaMaterial,
-    Store,
+    Change, Cluster, ManagerRecord, Meta, Node, Object, Precondition, Proposal, RaftId, RaftPeer,
+    RootCaMaterial, Store,
 };
 
 /// Swarm's control port.
@@ -36,7 +37,9 @@ const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
 #[derive(Debug, thiserror::Error)]
 pub enum SwarmError {
     /// `swarm init` on a node that is in a swarm.
-    #[error("This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one.")]
+    #[error(
+        "This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."
+    )]
     AlreadyInSwarm,
     /// A swarm operation on a node that is not in one.
     #[error("This node is not part of a swarm")]
@@ -52,6 +55,12 @@ pub enum SwarmError {
     /// Something failed inside the daemon.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<pki::PkiError> for SwarmError {
+    fn from(e: pki::PkiError) -> Self {
+        SwarmError::Internal(e.into())
+    }
 }
 
 /// What a node keeps about its own membership.
@@ -113,8 +122,12 @@ pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Manager>> {
         remove_leftovers(data_dir)?;
         return Ok(None);
     };
-    let state: LocalState = serde_json::from_slice(&bytes)
-        .map_err(|e| anyhow::anyhow!("{} is corrupt ({e}); move it away to leave the swarm", state_path.display()))?;
+    let state: LocalState = serde_json::from_slice(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is corrupt ({e}); move it away to leave the swarm",
+            state_path.display()
+        )
+    })?;
     let store = Store::open(&raft_dir(data_dir), state.raft_id).await?;
     if let Err(e) = store.wait_for_leader(LEADER_WAIT).await {
         tracing::warn!("no Raft leader yet after restart: {e}");
@@ -131,7 +144,10 @@ pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Manager>> {
 fn remove_leftovers(data_dir: &Path) -> anyhow::Result<()> {
     let dir = swarm_dir(data_dir);
     if dir.exists() {
-        tracing::warn!("removing {}: left by a swarm init that did not finish", dir.display());
+        tracing::warn!(
+            "removing {}: left by a swarm init that did not finish",
+            dir.display()
+        );
         std::fs::remove_dir_all(&dir)?;
     }
     Ok(())
@@ -159,14 +175,23 @@ impl InitSettings {
         let data_path_port = match request.data_path_port.unwrap_or(0) {
             0 => DEFAULT_DATA_PATH_PORT,
             port @ 1024..=49151 => port as u16,
-            port => return Err(invalid(format!("data path port {port} must be within range 1024 to 49151"))),
+            port => {
+                return Err(invalid(format!(
+                    "data path port {port} must be within range 1024 to 49151"
+                )));
+            }
         };
         let pools = request.default_addr_pool.unwrap_or_default();
-        let default_addr_pool = if pools.is_empty() { vec!["10.0.0.0/8".to_string()] } else { pools };
+        let default_addr_pool = if pools.is_empty() {
+            vec!["10.0.0.0/8".to_string()]
+        } else {
+            pools
+        };
         let subnet_size = request.subnet_size.filter(|&s| s != 0).unwrap_or(24);
         for pool in &default_addr_pool {
-            let net: ipnetwork::Ipv4Network =
-                pool.parse().map_err(|e| invalid(format!("invalid default address pool {pool}: {e}")))?;
+            let net: ipnetwork::Ipv4Network = pool
+                .parse()
+                .map_err(|e| invalid(format!("invalid default address pool {pool}: {e}")))?;
             if u32::from(net.prefix()) > subnet_size || subnet_size > 29 {
                 return Err(invalid(format!(
                     "invalid subnet size {subnet_size} for pool {pool}: it must be between the pool's prefix length and 29"
@@ -203,12 +228,17 @@ fn parse_listen_addr(addr: &str) -> Result<SocketAddr, SwarmError> {
 
 /// An IP, `IP:port` or an interface name, as `--advertise-addr` accepts.
 fn parse_advertise_addr(addr: &str) -> Result<IpAddr, SwarmError> {
-    let host = addr.parse::<SocketAddr>().map(|s| s.ip().to_string()).unwrap_or_else(|_| addr.to_string());
+    let host = addr
+        .parse::<SocketAddr>()
+        .map(|s| s.ip().to_string())
+        .unwrap_or_else(|_| addr.to_string());
     let ip = resolve_ip(&host).map_err(|_| {
         invalid(format!("advertise address must be a non-zero IP address or network interface (with optional port number), not {addr}"))
     })?;
     if ip.is_unspecified() {
-        return Err(invalid(format!("advertise address must be a non-zero IP address, not {addr}")));
+        return Err(invalid(format!(
+            "advertise address must be a non-zero IP address, not {addr}"
+        )));
     }
     Ok(ip)
 }
@@ -218,7 +248,10 @@ fn resolve_ip(host: &str) -> Result<IpAddr, ()> {
         return Ok(ip);
     }
     let addrs = host::interface_addresses();
-    let mut on_interface = addrs.iter().filter(|(name, _)| name == host).map(|(_, ip)| *ip);
+    let mut on_interface = addrs
+        .iter()
+        .filter(|(name, _)| name == host)
+        .map(|(_, ip)| *ip);
     match (on_interface.next(), on_interface.next()) {
         (Some(ip), None) => Ok(ip),
         _ => Err(()),
@@ -234,7 +267,10 @@ fn only_interface_address() -> Result<IpAddr, SwarmError> {
             "could not find the system's IP address - specify one with --advertise-addr".into(),
         )),
         many => {
-            let list: Vec<String> = many.iter().map(|(name, ip)| format!("{ip} on {name}")).collect();
+            let list: Vec<String> = many
+                .iter()
+                .map(|(name, ip)| format!("{ip} on {name}"))
+                .collect();
             Err(invalid(format!(
                 "could not choose an IP address to advertise since this system has multiple addresses on different interfaces ({}) - specify one with --advertise-addr",
                 list.join(" and ")
@@ -249,23 +285,46 @@ fn with_defaults(mut spec: SwarmSpec) -> SwarmSpec {
         spec.name = Some("default".into());
     }
     spec.labels.get_or_insert_with(HashMap::new);
-    let orchestration = spec.orchestration.get_or_insert_with(SwarmSpecOrchestration::default);
+    let orchestration = spec
+        .orchestration
+        .get_or_insert_with(SwarmSpecOrchestration::default);
     orchestration.task_history_retention_limit.get_or_insert(5);
     let raft = spec.raft.get_or_insert_with(SwarmSpecRaft::default);
     raft.snapshot_interval = Some(raft.snapshot_interval.filter(|&n| n > 0).unwrap_or(10_000));
     raft.keep_old_snapshots.get_or_insert(0);
-    raft.log_entries_for_slow_followers = Some(raft.log_entries_for_slow_followers.filter(|&n| n > 0).unwrap_or(500));
+    raft.log_entries_for_slow_followers = Some(
+        raft.log_entries_for_slow_followers
+            .filter(|&n| n > 0)
+            .unwrap_or(500),
+    );
     raft.election_tick = Some(raft.election_tick.filter(|&n| n > 0).unwrap_or(10));
     raft.heartbeat_tick = Some(raft.heartbeat_tick.filter(|&n| n > 0).unwrap_or(1));
-    let dispatcher = spec.dispatcher.get_or_insert_with(SwarmSpecDispatcher::default);
-    dispatcher.heartbeat_period = Some(dispatcher.heartbeat_period.filter(|&n| n > 0).unwrap_or(5_000_000_000));
-    let ca = spec.ca_config.get_or_insert_with(SwarmSpecCaConfig::default);
-    ca.node_cert_expiry = Some(ca.node_cert_expiry.filter(|&n| n > 0).unwrap_or(DEFAULT_CERT_EXPIRY.as_nanos() as i64));
+    let dispatcher = spec
+        .dispatcher
+        .get_or_insert_with(SwarmSpecDispatcher::default);
+    dispatcher.heartbeat_period = Some(
+        dispatcher
+            .heartbeat_period
+            .filter(|&n| n > 0)
+            .unwrap_or(5_000_000_000),
+    );
+    let ca = spec
+        .ca_config
+        .get_or_insert_with(SwarmSpecCaConfig::default);
+    ca.node_cert_expiry = Some(
+        ca.node_cert_expiry
+            .filter(|&n| n > 0)
+            .unwrap_or(DEFAULT_CERT_EXPIRY.as_nanos() as i64),
+    );
     spec
 }
 
 /// Creates a new swarm with this node as its only manager.
-pub async fn init(data_dir: &Path, hostname: &str, request: SwarmInitRequest) -> Result<Manager, SwarmError> {
+pub async fn init(
+    data_dir: &Path,
+    hostname: &str,
+    request: SwarmInitRequest,
+) -> Result<Manager, SwarmError> {
     let settings = InitSettings::from_request(request)?;
     let result = create(data_dir, hostname, settings).await;
     if result.is_err() {
@@ -275,7 +334,11 @@ pub async fn init(data_dir: &Path, hostname: &str, request: SwarmInitRequest) ->
     result
 }
 
-async fn create(data_dir: &Path, hostname: &str, settings: InitSettings) -> Result<Manager, SwarmError> {
+async fn create(
+    data_dir: &Path,
+    hostname: &str,
+    settings: InitSettings,
+) -> Result<Manager, SwarmError> {
     let node_id = pki::new_id();
     let cluster_id = pki::new_id();
     let raft_id = loop {
@@ -284,7 +347,12 @@ async fn create(data_dir: &Path, hostname: &str, settings: InitSettings) -> Resu
             break id;
         }
     };
-    let cert_expiry = settings.spec.ca_config.as_ref().and_then(|ca| ca.node_cert_expiry).unwrap_or_default();
+    let cert_expiry = settings
+        .spec
+        .ca_config
+        .as_ref()
+        .and_then(|ca| ca.node_cert_expiry)
+        .unwrap_or_default();
     let ca = RootCa::generate()?;
     let key = NodeKey::generate()?;
     let cert_pem = ca.sign_csr(
@@ -294,12 +362,19 @@ async fn create(data_dir: &Path, hostname: &str, settings: InitSettings) -> Resu
         &cluster_id,
         Duration::from_nanos(cert_expiry.max(0) as u64),
     )?;
-    let credentials = NodeCredentials { ca_cert_pem: ca.cert_pem().into(), cert_pem, key_pem: key.key_pem().into() };
+    let credentials = NodeCredentials {
+        ca_cert_pem: ca.cert_pem().into(),
+        cert_pem,
+        key_pem: key.key_pem().into(),
+    };
     credentials.save(&certificates_dir(data_dir))?;
 
     let manager_addr = SocketAddr::new(settings.advertise_addr, CONTROL_PORT).to_string();
     let store = Store::open(&raft_dir(data_dir), raft_id).await?;
-    let peer = RaftPeer { addr: manager_addr.clone(), node_id: node_id.clone() };
+    let peer = RaftPeer {
+        addr: manager_addr.clone(),
+        node_id: node_id.clone(),
+    };
     let founded = async {
         store.bootstrap(raft_id, peer).await?;
         store.wait_for_leader(LEADER_WAIT).await?;
@@ -308,7 +383,10 @@ async fn create(data_dir: &Path, hostname: &str, settings: InitSettings) -> Resu
             id: cluster_id.clone(),
             meta: Meta::now(),
             spec: settings.spec.clone(),
-            root_ca: RootCaMaterial { cert_pem: ca.cert_pem().into(), key_pem: ca.key_pem().into() },
+            root_ca: RootCaMaterial {
+                cert_pem: ca.cert_pem().into(),
+                key_pem: ca.key_pem().into(),
+            },
             worker_token: JoinToken::generate(&digest).to_string(),
             manager_token: JoinToken::generate(&digest).to_string(),
             default_addr_pool: settings.default_addr_pool.clone(),
@@ -332,18 +410,24 @@ async fn create(data_dir: &Path, hostname: &str, settings: InitSettings) -> Resu
                     engine_version: Some(env!("CARGO_PKG_VERSION").into()),
                     ..Default::default()
                 }),
-                tls_info: Some(ca.tls_info()?),
+                tls_info: Some(ca.tls_info()),
             },
             status: NodeStatus {
                 state: Some(NodeState::READY),
                 addr: Some(settings.advertise_addr.to_string()),
                 ..Default::default()
             },
-            manager: Some(ManagerRecord { raft_id, addr: manager_addr }),
+            manager: Some(ManagerRecord {
+                raft_id,
+                addr: manager_addr,
+            }),
         };
         let changes = [Object::Cluster(cluster), Object::Node(node)]
             .into_iter()
-            .map(|object| Change::Put { object, precondition: Precondition::Absent })
+            .map(|object| Change::Put {
+                object,
+                precondition: Precondition::Absent,
+            })
             .collect();
         store.propose(Proposal { changes }).await?;
         let state = LocalState {
@@ -352,14 +436,24 @@ async fn create(data_dir: &Path, hostname: &str, settings: InitSettings) -> Resu
             advertise_addr: settings.advertise_addr,
             listen_addr: settings.listen_addr,
         };
-        pki::write_atomically(&state_file(data_dir), &serde_json::to_vec_pretty(&state)?, 0o600)?;
+        fsutil::write_atomic(
+            &state_file(data_dir),
+            &serde_json::to_vec_pretty(&state)?,
+            0o600,
+        )?;
         anyhow::Ok(())
     };
     if let Err(e) = founded.await {
         store.shutdown().await;
         return Err(e.into());
     }
-    Ok(Manager { node_id, raft_id, advertise_addr: settings.advertise_addr, listen_addr: settings.listen_addr, store })
+    Ok(Manager {
+        node_id,
+        raft_id,
+        advertise_addr: settings.advertise_addr,
+        listen_addr: settings.listen_addr,
+        store,
+    })
 }
 
 /// Leaves the swarm: stops Raft and erases this node's swarm state.
@@ -379,7 +473,10 @@ mod tests {
     use super::*;
 
     fn request(advertise: &str) -> SwarmInitRequest {
-        SwarmInitRequest { advertise_addr: Some(advertise.into()), ..Default::default() }
+        SwarmInitRequest {
+            advertise_addr: Some(advertise.into()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -390,14 +487,23 @@ mod tests {
         assert_eq!(settings.default_addr_pool, vec!["10.0.0.0/8"]);
         assert_eq!(settings.subnet_size, 24);
         let raft = settings.spec.raft.unwrap();
-        assert_eq!((raft.election_tick, raft.heartbeat_tick), (Some(10), Some(1)));
-        assert_eq!(settings.spec.dispatcher.unwrap().heartbeat_period, Some(5_000_000_000));
+        assert_eq!(
+            (raft.election_tick, raft.heartbeat_tick),
+            (Some(10), Some(1))
+        );
+        assert_eq!(
+            settings.spec.dispatcher.unwrap().heartbeat_period,
+            Some(5_000_000_000)
+        );
     }
 
     #[test]
     fn advertise_address_may_carry_a_port() {
         let settings = InitSettings::from_request(request("192.0.2.1:2377")).unwrap();
-        assert_eq!(settings.advertise_addr, "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            settings.advertise_addr,
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
@@ -405,9 +511,15 @@ mod tests {
         let err = |r: SwarmInitRequest| InitSettings::from_request(r).err().unwrap().to_string();
         assert!(err(request("0.0.0.0")).contains("non-zero IP address"));
         assert!(err(request("no-such-interface")).contains("network interface"));
-        let port = SwarmInitRequest { data_path_port: Some(80), ..request("192.0.2.1") };
+        let port = SwarmInitRequest {
+            data_path_port: Some(80),
+            ..request("192.0.2.1")
+        };
         assert!(err(port).contains("1024 to 49151"));
-        let pool = SwarmInitRequest { default_addr_pool: Some(vec!["10.0.0.0/33".into()]), ..request("192.0.2.1") };
+        let pool = SwarmInitRequest {
+            default_addr_pool: Some(vec!["10.0.0.0/33".into()]),
+            ..request("192.0.2.1")
+        };
         assert!(err(pool).contains("invalid default address pool"));
     }
 
@@ -418,7 +530,10 @@ mod tests {
         assert!(manager.is_leader());
         let (cluster_id, node) = {
             let applied = manager.store.read();
-            (applied.state.cluster().unwrap().id.clone(), applied.state.nodes[&manager.node_id].clone())
+            (
+                applied.state.cluster().unwrap().id.clone(),
+                applied.state.nodes[&manager.node_id].clone(),
+            )
         };
         assert_eq!(node.description.hostname.as_deref(), Some("h1"));
         manager.store.shutdown().await;

@@ -1,13 +1,13 @@
 //! A node's TLS material on disk, written so that a crash never leaves a torn file.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::Path;
 
 use super::x509::{self, CERTIFICATE};
 use super::{PkiError, Result};
+use crate::fsutil;
 
 /// The root CA bundle the node trusts.
 pub const CA_CERT_FILE: &str = "swarm-root-ca.crt";
@@ -81,7 +81,7 @@ impl NodeCredentials {
                 _ => {}
             }
         }
-        sync_dir(dir)
+        fsutil::sync_dir(dir).map_err(|e| PkiError::io("syncing directory", dir, e))
     }
 }
 
@@ -116,39 +116,11 @@ fn read_if_present(dir: &Path, name: &str) -> Result<Option<String>> {
     }
 }
 
-/// Replaces `dir/name` with `contents` so that readers, and the file system after a
-/// crash, see either the old file or the whole new one: write a temporary file in the
-/// same directory, fsync it, rename it over the target, then fsync the directory so
-/// the rename itself is durable.
+/// Writes `dir/name` atomically (see [`fsutil::write_atomic`]).
 fn write_atomic(dir: &Path, name: &str, contents: &str, mode: u32) -> Result<()> {
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()
-    })();
-    if let Err(e) = written {
-        // Best effort: the write already failed and that is the error worth reporting.
-        let _ = fs::remove_file(&tmp);
-        return Err(PkiError::io("writing", tmp, e));
-    }
-    if let Err(e) = fs::rename(&tmp, &path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(PkiError::io("renaming into", path, e));
-    }
-    sync_dir(dir)
-}
-
-/// Makes renames and removals in `dir` durable.
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| PkiError::io("syncing directory", dir, e))
+    fsutil::write_atomic(&path, contents.as_bytes(), mode)
+        .map_err(|e| PkiError::io("writing", path, e))
 }
 
 #[cfg(test)]
