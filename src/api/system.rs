@@ -45,6 +45,7 @@ pub async fn version() -> Json<SystemVersion> {
         "Os": "linux",
         "Arch": host::go_arch(),
         "KernelVersion": kernel,
+        "Experimental": "false",
     });
     let details = serde_json::from_value(details).unwrap_or_default();
     Json(SystemVersion {

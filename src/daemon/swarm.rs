@@ -119,7 +119,10 @@ fn raft_dir(data_dir: &Path) -> PathBuf {
 pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Manager>> {
     let state_path = state_file(data_dir);
     let Ok(bytes) = std::fs::read(&state_path) else {
-        remove_leftovers(data_dir)?;
+        if swarm_dir(data_dir).exists() {
+            tracing::warn!("removing swarm state left by an init or leave that did not finish");
+            remove_swarm_state(data_dir)?;
+        }
         return Ok(None);
     };
     let state: LocalState = serde_json::from_slice(&bytes).map_err(|e| {
@@ -141,16 +144,11 @@ pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Manager>> {
     }))
 }
 
-fn remove_leftovers(data_dir: &Path) -> anyhow::Result<()> {
-    let dir = swarm_dir(data_dir);
-    if dir.exists() {
-        tracing::warn!(
-            "removing {}: left by a swarm init that did not finish",
-            dir.display()
-        );
-        std::fs::remove_dir_all(&dir)?;
+fn remove_swarm_state(data_dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(swarm_dir(data_dir)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The settings of a new swarm, checked.
@@ -329,7 +327,7 @@ pub async fn init(
     let result = create(data_dir, hostname, settings).await;
     if result.is_err() {
         // Whatever was written belongs to an init that did not happen.
-        remove_leftovers(data_dir)?;
+        remove_swarm_state(data_dir)?;
     }
     result
 }
@@ -464,7 +462,7 @@ pub async fn leave(data_dir: &Path, manager: &Manager, force: bool) -> Result<()
     manager.store.shutdown().await;
     // The marker goes first: from here on a crash leaves only leftovers that restore() removes.
     std::fs::remove_file(state_file(data_dir)).map_err(anyhow::Error::from)?;
-    remove_leftovers(data_dir)?;
+    remove_swarm_state(data_dir)?;
     Ok(())
 }
 
