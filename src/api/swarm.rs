@@ -10,7 +10,6 @@ use serde::Deserialize;
 use super::body::JsonBody;
 use super::error::{ApiError, ApiResult};
 use crate::daemon::Daemon;
-use crate::pki::RootCa;
 
 /// `POST /swarm/init`: answers the new node's ID.
 pub async fn init(
@@ -29,8 +28,6 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<bollar
         .state
         .cluster()
         .ok_or_else(ApiError::not_a_manager)?;
-    let ca = RootCa::from_pem(&cluster.root_ca.cert_pem, &cluster.root_ca.key_pem)
-        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(bollard::models::Swarm {
         id: Some(cluster.id.clone()),
         version: Some(ObjectVersion {
@@ -39,7 +36,7 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<bollar
         created_at: Some(cluster.meta.created_at.clone()),
         updated_at: Some(cluster.meta.updated_at.clone()),
         spec: Some(cluster.spec.clone()),
-        tls_info: Some(ca.tls_info()),
+        tls_info: Some(manager.root_ca.tls_info()),
         root_rotation_in_progress: Some(false),
         data_path_port: Some(u32::from(cluster.data_path_port)),
         default_addr_pool: Some(cluster.default_addr_pool.clone()),

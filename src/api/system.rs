@@ -129,6 +129,7 @@ fn manager_info(manager: &Manager) -> SwarmInfo {
         created_at: Some(c.meta.created_at.clone()),
         updated_at: Some(c.meta.updated_at.clone()),
         spec: Some(c.spec.clone()),
+        tls_info: Some(manager.root_ca.tls_info()),
         root_rotation_in_progress: Some(false),
         default_addr_pool: Some(c.default_addr_pool.clone()),
         subnet_size: Some(c.subnet_size),

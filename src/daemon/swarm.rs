@@ -84,6 +84,8 @@ pub struct Manager {
     pub listen_addr: SocketAddr,
     /// The replicated store.
     pub store: Store,
+    /// The swarm's root CA, parsed once from the store.
+    pub root_ca: RootCa,
 }
 
 impl Manager {
@@ -135,12 +137,21 @@ pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Manager>> {
     if let Err(e) = store.wait_for_leader(LEADER_WAIT).await {
         tracing::warn!("no Raft leader yet after restart: {e}");
     }
+    let root_ca = {
+        let applied = store.read();
+        let cluster = applied
+            .state
+            .cluster()
+            .ok_or_else(|| anyhow::anyhow!("the store holds no swarm"))?;
+        RootCa::from_pem(&cluster.root_ca.cert_pem, &cluster.root_ca.key_pem)?
+    };
     Ok(Some(Manager {
         node_id: state.node_id,
         raft_id: state.raft_id,
         advertise_addr: state.advertise_addr,
         listen_addr: state.listen_addr,
         store,
+        root_ca,
     }))
 }
 
@@ -451,6 +462,7 @@ async fn create(
         advertise_addr: settings.advertise_addr,
         listen_addr: settings.listen_addr,
         store,
+        root_ca: ca,
     })
 }
 
