@@ -134,7 +134,6 @@ fn manager_info(manager: &Manager) -> SwarmInfo {
         default_addr_pool: Some(c.default_addr_pool.clone()),
         subnet_size: Some(c.subnet_size),
         data_path_port: Some(u32::from(c.data_path_port)),
-        ..Default::default()
     });
     SwarmInfo {
         node_id: Some(manager.node_id.clone()),

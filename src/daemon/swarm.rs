@@ -374,7 +374,7 @@ async fn create(
     let credentials = NodeCredentials {
         ca_cert_pem: ca.cert_pem().into(),
         cert_pem,
-        key_pem: key.key_pem().into(),
+        key_pem: key.key_pem(),
     };
     credentials.save(&certificates_dir(data_dir))?;
 

@@ -39,12 +39,12 @@ pub fn any<E: std::error::Error + 'static>(e: E) -> AnyError {
 
 /// Encodes a stored value. JSON keeps the files readable when debugging a cluster.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, AnyError> {
-    serde_json::to_vec(value).map_err(|e| any(e))
+    serde_json::to_vec(value).map_err(any)
 }
 
 /// Decodes a stored value.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AnyError> {
-    serde_json::from_slice(bytes).map_err(|e| any(e))
+    serde_json::from_slice(bytes).map_err(any)
 }
 
 /// Reads and decodes one value of a string-keyed table.
