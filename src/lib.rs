@@ -4,8 +4,10 @@
 //! (`api` -> `store`), the route path and the packet path (`net`, later issues).
 
 pub mod api;
+pub mod agent;
 pub mod cli;
 pub mod daemon;
 pub mod fsutil;
+pub mod manager;
 pub mod pki;
 pub mod store;

@@ -24,6 +24,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A boolean query parameter as docker accepts it (`1`, `true`, `True`).
+pub fn flag(value: Option<&str>) -> bool {
+    matches!(value, Some("1" | "true" | "True"))
+}
+
+/// The `version` query parameter of updates: the object version the client read.
+#[derive(serde::Deserialize)]
+pub struct VersionQuery {
+    version: Option<String>,
+}
+
+impl VersionQuery {
+    /// The version, which updates require.
+    pub fn version(&self) -> Result<u64, ApiError> {
+        let raw = self.version.as_deref().ok_or_else(|| ApiError::bad_request("missing version parameter"))?;
+        raw.parse().map_err(|_| ApiError::bad_request(format!("invalid version parameter {raw:?}")))
+    }
+}
+
 /// Docker's `filters` query parameter: `{"key": {"value": true}}`, or the older
 /// `{"key": ["value"]}`, as a map from key to values.
 #[derive(Debug, Default, PartialEq)]

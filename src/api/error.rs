@@ -10,6 +10,9 @@ use crate::store::{Conflict, StoreError};
 /// Docker's answer to a swarm request on a node that is not a manager.
 pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.";
 
+/// Docker's answer to a request for cluster state on a worker.
+pub const WORKER_NOT_A_MANAGER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+
 /// A failed API call.
 #[derive(Debug)]
 pub struct ApiError {
@@ -39,9 +42,19 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
-    /// 503 with docker's message for a node that is not a manager.
+    /// 503 with docker's message for a node that is in no swarm.
     pub fn not_a_manager() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, NOT_A_MANAGER)
+    }
+
+    /// 503 with docker's message for a worker.
+    pub fn worker() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, WORKER_NOT_A_MANAGER)
+    }
+
+    /// 500: the daemon failed.
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
     }
 }
 

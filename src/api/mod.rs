@@ -22,6 +22,7 @@ use tower::Layer;
 pub use error::{ApiError, ApiResult};
 
 use crate::daemon::Daemon;
+use crate::manager::Manager;
 
 /// The API version shoal speaks: the one the reference wire trace was recorded at.
 pub const API_VERSION: &str = "1.41";
@@ -36,12 +37,23 @@ fn routes(daemon: Arc<Daemon>) -> Router {
         .route("/info", get(system::info))
         .route("/swarm", get(swarm::inspect))
         .route("/swarm/init", post(swarm::init))
+        .route("/swarm/join", post(swarm::join))
         .route("/swarm/leave", post(swarm::leave))
+        .route("/swarm/update", post(swarm::update))
         .route("/nodes", get(nodes::list))
-        .route("/nodes/{id}", get(nodes::inspect))
+        .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
+        .route("/nodes/{id}/update", post(nodes::update))
         .fallback(page_not_found)
         .method_not_allowed_fallback(page_not_found)
         .with_state(daemon)
+}
+
+/// The manager this node runs, or docker's error for a worker or a node in no swarm.
+async fn manager(daemon: &Daemon) -> ApiResult<Arc<Manager>> {
+    match daemon.swarm().await {
+        None => Err(ApiError::not_a_manager()),
+        Some(node) => node.manager().ok_or_else(ApiError::worker),
+    }
 }
 
 async fn page_not_found() -> ApiError {

@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use bollard::models::{ManagerStatus, NodeSpecRoleEnum, ObjectVersion, Reachability};
+use bollard::models::{ManagerStatus, NodeSpec, NodeSpecRoleEnum, NodeState, ObjectVersion, Reachability};
 use serde::Deserialize;
 
-use super::body::Filters;
+use super::body::{Filters, JsonBody, VersionQuery, flag};
 use super::error::{ApiError, ApiResult};
 use crate::daemon::Daemon;
-use crate::daemon::swarm::Manager;
-use crate::store::{ClusterState, Node};
+use crate::manager::Manager;
+use crate::store::{Change, ClusterState, Kind, Node, Object, ObjectKey, Precondition, Proposal};
 
 /// The `filters` query parameter.
 #[derive(Deserialize)]
@@ -26,7 +26,7 @@ pub async fn list(
     State(daemon): State<Arc<Daemon>>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<bollard::models::Node>>> {
-    let manager = daemon.manager().await.ok_or_else(ApiError::not_a_manager)?;
+    let manager = super::manager(&daemon).await?;
     let filters = Filters::parse(query.filters.as_deref(), NODE_FILTERS)?;
     let applied = manager.store.read();
     let nodes = applied
@@ -44,7 +44,7 @@ pub async fn inspect(
     State(daemon): State<Arc<Daemon>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<bollard::models::Node>> {
-    let manager = daemon.manager().await.ok_or_else(ApiError::not_a_manager)?;
+    let manager = super::manager(&daemon).await?;
     let applied = manager.store.read();
     let node = find(&applied.state, &name)?;
     Ok(Json(to_model(node, &manager)))
@@ -107,10 +107,13 @@ fn matches_filters(node: &Node, filters: &Filters) -> bool {
 /// A stored node in the API's shape; leadership is read from Raft as it is now.
 pub fn to_model(node: &Node, manager: &Manager) -> bollard::models::Node {
     let leader = manager.store.leader();
-    let manager_status = node.manager.as_ref().map(|m| ManagerStatus {
-        leader: Some(leader == Some(m.raft_id)),
-        reachability: Some(Reachability::REACHABLE),
-        addr: Some(m.addr.clone()),
+    let manager_status = node.manager.as_ref().map(|m| {
+        let is_leader = leader == Some(m.raft_id);
+        ManagerStatus {
+            leader: Some(is_leader),
+            reachability: Some(if is_leader || m.reachable { Reachability::REACHABLE } else { Reachability::UNREACHABLE }),
+            addr: Some(m.addr.clone()),
+        }
     });
     bollard::models::Node {
         id: Some(node.id.clone()),
@@ -124,4 +127,81 @@ pub fn to_model(node: &Node, manager: &Manager) -> bollard::models::Node {
         status: Some(node.status.clone()),
         manager_status,
     }
+}
+
+/// `POST /nodes/{id}/update?version=N`: role, availability, labels. Demotions that would leave
+/// the swarm without a manager, or Raft without a quorum, are refused.
+pub async fn update(
+    State(daemon): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+    Query(query): Query<VersionQuery>,
+    JsonBody(spec): JsonBody<NodeSpec>,
+) -> ApiResult<()> {
+    let manager = super::manager(&daemon).await?;
+    let version = query.version()?;
+    let updated = {
+        let applied = manager.store.read();
+        let node = find(&applied.state, &name)?;
+        if node.spec.role == Some(NodeSpecRoleEnum::MANAGER) && spec.role == Some(NodeSpecRoleEnum::WORKER) {
+            check_demotion(&applied.state, node)?;
+        }
+        let mut updated = node.clone();
+        updated.spec = spec;
+        updated.meta.touch();
+        updated
+    };
+    let change = Change::Put { object: Object::Node(updated), precondition: Precondition::Version(version) };
+    manager.propose(Proposal { changes: vec![change] }).await?;
+    Ok(())
+}
+
+fn check_demotion(state: &ClusterState, node: &Node) -> ApiResult<()> {
+    let voters: Vec<&Node> = state.nodes.values().filter(|n| n.manager.is_some()).collect();
+    let managers = state.nodes.values().filter(|n| n.spec.role == Some(NodeSpecRoleEnum::MANAGER)).count();
+    if managers <= 1 {
+        return Err(ApiError::bad_request("attempting to demote the last manager of the swarm"));
+    }
+    let remaining: Vec<&&Node> = voters.iter().filter(|n| n.id != node.id).collect();
+    let reachable = remaining.iter().filter(|n| n.manager.as_ref().is_some_and(|m| m.reachable)).count();
+    if reachable < remaining.len() / 2 + 1 {
+        return Err(ApiError::bad_request(
+            "can't remove member from the raft: this would result in a loss of quorum",
+        ));
+    }
+    Ok(())
+}
+
+/// `DELETE /nodes/{id}[?force=1]`: a node must be down (or forced) and not a manager.
+pub async fn remove(
+    State(daemon): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+    Query(query): Query<ForceQuery>,
+) -> ApiResult<()> {
+    let manager = super::manager(&daemon).await?;
+    let id = {
+        let applied = manager.store.read();
+        let node = find(&applied.state, &name)?;
+        if node.spec.role == Some(NodeSpecRoleEnum::MANAGER) || node.manager.is_some() {
+            return Err(ApiError::bad_request(format!(
+                "rpc error: code = FailedPrecondition desc = node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
+                node.id
+            )));
+        }
+        if node.status.state == Some(NodeState::READY) && !flag(query.force.as_deref()) {
+            return Err(ApiError::bad_request(format!(
+                "rpc error: code = FailedPrecondition desc = node {} is not down and can't be removed",
+                node.id
+            )));
+        }
+        node.id.clone()
+    };
+    let key = ObjectKey { kind: Kind::Node, id };
+    manager.propose(Proposal { changes: vec![Change::Delete { key }] }).await?;
+    Ok(())
+}
+
+/// The `force` query parameter.
+#[derive(Deserialize)]
+pub struct ForceQuery {
+    force: Option<String>,
 }

@@ -13,14 +13,15 @@ use bollard::models::{
 use super::{API_VERSION, MIN_API_VERSION};
 use crate::daemon::Daemon;
 use crate::daemon::host;
-use crate::daemon::swarm::Manager;
+use crate::daemon::swarm::SwarmNode;
+use crate::manager::Manager;
 
 /// `GET|HEAD /_ping`: the headers tell the client which API version to speak.
 pub async fn ping(State(daemon): State<Arc<Daemon>>, method: Method) -> (HeaderMap, &'static str) {
-    let swarm = if daemon.manager().await.is_some() {
-        "active/manager"
-    } else {
-        "inactive"
+    let swarm = match daemon.swarm().await {
+        None => "inactive",
+        Some(node) if node.manager().is_some() => "active/manager",
+        Some(_) => "active/worker",
     };
     let mut headers = HeaderMap::new();
     headers.insert("Api-Version", HeaderValue::from_static(API_VERSION));
@@ -70,8 +71,8 @@ pub async fn version() -> Json<SystemVersion> {
 
 /// `GET /info`: the host, and the `Swarm` section the CLI reads this node's role from.
 pub async fn info(State(daemon): State<Arc<Daemon>>) -> Json<SystemInfo> {
-    let swarm = match daemon.manager().await {
-        Some(manager) => manager_info(&manager),
+    let swarm = match daemon.swarm().await {
+        Some(node) => node_info(&node),
         None => SwarmInfo {
             node_id: Some(String::new()),
             node_addr: Some(String::new()),
@@ -103,7 +104,24 @@ pub async fn info(State(daemon): State<Arc<Daemon>>) -> Json<SystemInfo> {
     })
 }
 
-fn manager_info(manager: &Manager) -> SwarmInfo {
+fn node_info(node: &SwarmNode) -> SwarmInfo {
+    match node.manager() {
+        Some(manager) => manager_info(node, &manager),
+        None => SwarmInfo {
+            node_id: Some(node.node_id.clone()),
+            node_addr: Some(node.advertise_ip.to_string()),
+            local_node_state: Some(LocalNodeState::ACTIVE),
+            control_available: Some(false),
+            error: Some(String::new()),
+            remote_managers: Some(
+                node.managers().into_iter().map(|addr| PeerNode { node_id: None, addr: Some(addr) }).collect(),
+            ),
+            ..Default::default()
+        },
+    }
+}
+
+fn manager_info(node: &SwarmNode, manager: &Manager) -> SwarmInfo {
     let applied = manager.store.read();
     let state = &applied.state;
     let remote_managers: Vec<PeerNode> = state
@@ -129,15 +147,15 @@ fn manager_info(manager: &Manager) -> SwarmInfo {
         created_at: Some(c.meta.created_at.clone()),
         updated_at: Some(c.meta.updated_at.clone()),
         spec: Some(c.spec.clone()),
-        tls_info: Some(manager.root_ca.tls_info()),
+        tls_info: manager.root_ca().ok().map(|ca| ca.tls_info()),
         root_rotation_in_progress: Some(false),
         default_addr_pool: Some(c.default_addr_pool.clone()),
         subnet_size: Some(c.subnet_size),
         data_path_port: Some(u32::from(c.data_path_port)),
     });
     SwarmInfo {
-        node_id: Some(manager.node_id.clone()),
-        node_addr: Some(manager.advertise_addr.to_string()),
+        node_id: Some(node.node_id.clone()),
+        node_addr: Some(node.advertise_ip.to_string()),
         local_node_state: Some(LocalNodeState::ACTIVE),
         control_available: Some(true),
         error: Some(String::new()),

@@ -2,8 +2,10 @@
 //! node is in a swarm, runs its part of the cluster.
 
 pub mod host;
+pub mod settings;
 pub mod swarm;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use tokio::sync::RwLock;
 
-use swarm::{Manager, SwarmError};
+use crate::manager::Manager;
+use swarm::{SwarmError, SwarmNode};
 
 /// How tasks are run on this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -61,60 +64,78 @@ pub struct Daemon {
     pub data_dir: PathBuf,
     /// How tasks run here.
     pub executor: Executor,
-    /// The membership: `None` while the node is in no swarm. Init and leave hold the write lock,
-    /// so two of them never interleave.
-    swarm: RwLock<Option<Arc<Manager>>>,
+    /// The membership: `None` while the node is in no swarm. Init, join and leave hold the
+    /// write lock, so two of them never interleave.
+    swarm: RwLock<Option<Arc<SwarmNode>>>,
 }
 
 impl Daemon {
-    /// The manager this node is, if it is in a swarm.
-    pub async fn manager(&self) -> Option<Arc<Manager>> {
+    /// This node's membership, if it is in a swarm.
+    pub async fn swarm(&self) -> Option<Arc<SwarmNode>> {
         self.swarm.read().await.clone()
     }
 
+    /// The manager this node runs, if it is one.
+    pub async fn manager(&self) -> Option<Arc<Manager>> {
+        self.swarm().await.and_then(|node| node.manager())
+    }
+
     /// Creates a swarm with this node as its first manager.
-    pub async fn init_swarm(
-        &self,
-        request: bollard::models::SwarmInitRequest,
-    ) -> Result<Arc<Manager>, SwarmError> {
+    pub async fn init_swarm(&self, request: bollard::models::SwarmInitRequest) -> Result<Arc<SwarmNode>, SwarmError> {
         let mut membership = self.swarm.write().await;
         if membership.is_some() {
             return Err(SwarmError::AlreadyInSwarm);
         }
-        let manager = Arc::new(swarm::init(&self.data_dir, &self.hostname, request).await?);
-        tracing::info!(node = %manager.node_id, "swarm initialised; this node is its manager");
-        *membership = Some(manager.clone());
-        Ok(manager)
+        let node = swarm::init(&self.data_dir, &self.hostname, request).await?;
+        tracing::info!(node = %node.node_id, "swarm initialised; this node is its manager");
+        *membership = Some(node.clone());
+        Ok(node)
+    }
+
+    /// Joins a swarm through one of its managers.
+    pub async fn join_swarm(&self, request: bollard::models::SwarmJoinRequest) -> Result<Arc<SwarmNode>, SwarmError> {
+        let mut membership = self.swarm.write().await;
+        if membership.is_some() {
+            return Err(SwarmError::AlreadyInSwarm);
+        }
+        let node = swarm::join(&self.data_dir, &self.hostname, request).await?;
+        *membership = Some(node.clone());
+        Ok(node)
     }
 
     /// Leaves the swarm and forgets its state.
     pub async fn leave_swarm(&self, force: bool) -> Result<(), SwarmError> {
         let mut membership = self.swarm.write().await;
-        let manager = membership.as_ref().ok_or(SwarmError::NotInSwarm)?;
-        swarm::leave(&self.data_dir, manager, force).await?;
+        let node = membership.as_ref().ok_or(SwarmError::NotInSwarm)?;
+        swarm::leave(&self.data_dir, node, force).await?;
         tracing::info!("left the swarm");
         *membership = None;
         Ok(())
     }
 
     async fn shutdown(&self) {
-        if let Some(manager) = self.swarm.write().await.take() {
-            manager.store.shutdown().await;
+        if let Some(node) = self.swarm.write().await.take() {
+            node.shutdown().await;
         }
     }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    run_until(args, shutdown_signal()).await
+}
+
+/// Runs the daemon until `shutdown` completes (tests run several in one process this way).
+pub async fn run_until(args: DaemonArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
     let hostname = match args.hostname {
         Some(name) => name,
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
     };
     let executor = choose_executor(args.executor, &args.docker_host).await?;
-    let membership = swarm::restore(&args.data_dir).await?.map(Arc::new);
-    if let Some(manager) = &membership {
-        tracing::info!(node = %manager.node_id, "rejoined the swarm as a manager");
+    let membership = swarm::restore(&args.data_dir).await?;
+    if let Some(node) = &membership {
+        tracing::info!(node = %node.node_id, manager = node.manager().is_some(), "back in the swarm");
     }
     let daemon = Arc::new(Daemon {
         hostname,
@@ -125,7 +146,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     tracing::info!(socket = %args.socket.display(), hostname = %daemon.hostname, ?executor, "shoal daemon starting");
 
     let listener = bind_socket(&args.socket)?;
-    let served = crate::api::serve(listener, daemon.clone(), shutdown_signal()).await;
+    let served = crate::api::serve(listener, daemon.clone(), shutdown).await;
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&args.socket);
     tracing::info!("shoal daemon stopped");

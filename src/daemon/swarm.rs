@@ -1,42 +1,47 @@
-//! This node's membership in a swarm: creating one, coming back after a restart, leaving.
+//! This node's membership in a swarm: creating one, joining one, coming back after a restart,
+//! changing role, leaving.
 //!
-//! Everything lives under `<data-dir>/swarm/`: the node's certificates, the Raft database, and
-//! `state.json`, written last at init and removed first at leave, so its presence means a
-//! complete membership and a crash half-way through init or leave leaves nothing that counts.
+//! Everything lives under `<data-dir>/swarm/`: the node's certificates, the Raft database (on
+//! managers), and `state.json`, written last when the node joins and removed first when it
+//! leaves, so its presence means a complete membership; a crash half-way leaves nothing that
+//! counts, and the next start removes the rest.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bollard::models::{
-    EngineDescription, NodeDescription, NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum,
-    NodeState, NodeStatus, SwarmInitRequest, SwarmSpec, SwarmSpecCaConfig, SwarmSpecDispatcher,
-    SwarmSpecOrchestration, SwarmSpecRaft,
+    EngineDescription, NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeState, NodeStatus, SwarmInitRequest,
+    SwarmJoinRequest,
 };
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::host;
+use super::settings::{InitSettings, JoinSettings, route_source};
+use crate::agent::{self, AgentConfig, AgentEvent};
 use crate::fsutil;
-use crate::pki::{self, JoinToken, NodeCredentials, NodeKey, Role, RootCa};
+use crate::manager::{Manager, ManagerConfig};
+use crate::pki::{self, JoinToken, NodeCredentials, NodeIdentity, NodeKey, Role, RootCa};
+use crate::rpc::proto::{Failure, JoinRequest, Request, Response};
+use crate::rpc::{Connection, Tls, tls};
 use crate::store::{
-    Change, Cluster, ManagerRecord, Meta, Node, Object, Precondition, Proposal, RaftId, RaftPeer,
-    RootCaMaterial, Store,
+    Change, Cluster, ManagerRecord, Meta, Node, Object, Precondition, Proposal, RaftId, RaftPeer, RootCaMaterial,
 };
 
-/// Swarm's control port.
-pub const CONTROL_PORT: u16 = 2377;
-/// Swarm's default VXLAN port.
-pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
 /// How long a starting manager waits for Raft to elect a leader.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
-/// Node certificates last 90 days unless the swarm spec says otherwise.
-const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// How long joining, or becoming a voter, may take.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a membership change was refused; each message is docker's own.
 #[derive(Debug, thiserror::Error)]
 pub enum SwarmError {
-    /// `swarm init` on a node that is in a swarm.
+    /// `swarm init` or `join` on a node that is in a swarm.
     #[error(
         "This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one."
     )]
@@ -49,7 +54,7 @@ pub enum SwarmError {
         "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message."
     )]
     ManagerNeedsForce,
-    /// A request parameter is wrong; the message says which and why.
+    /// A request parameter is wrong, or the swarm refused it; the message says why.
     #[error("{0}")]
     InvalidArgument(String),
     /// Something failed inside the daemon.
@@ -67,37 +72,13 @@ impl From<pki::PkiError> for SwarmError {
 #[derive(Debug, Serialize, Deserialize)]
 struct LocalState {
     node_id: String,
-    raft_id: RaftId,
-    advertise_addr: IpAddr,
+    /// Set while the node is a manager.
+    raft_id: Option<RaftId>,
+    advertise_ip: IpAddr,
+    advertise_port: Option<u16>,
     listen_addr: SocketAddr,
-}
-
-/// This node as a manager of a swarm.
-pub struct Manager {
-    /// The node's ID (the CN of its certificate).
-    pub node_id: String,
-    /// The node's Raft member ID.
-    pub raft_id: RaftId,
-    /// The address other nodes reach this one at.
-    pub advertise_addr: IpAddr,
-    /// Where the control endpoint listens.
-    pub listen_addr: SocketAddr,
-    /// The replicated store.
-    pub store: Store,
-    /// The swarm's root CA, parsed once from the store.
-    pub root_ca: RootCa,
-}
-
-impl Manager {
-    /// `advertise_addr:2377`, the address managers are listed under.
-    pub fn control_addr(&self) -> String {
-        SocketAddr::new(self.advertise_addr, CONTROL_PORT).to_string()
-    }
-
-    /// Whether this manager leads Raft now.
-    pub fn is_leader(&self) -> bool {
-        self.store.leader() == Some(self.raft_id)
-    }
+    /// The managers' control addresses, to find one after a restart.
+    managers: Vec<String>,
 }
 
 fn swarm_dir(data_dir: &Path) -> PathBuf {
@@ -116,293 +97,303 @@ fn raft_dir(data_dir: &Path) -> PathBuf {
     swarm_dir(data_dir).join("raft")
 }
 
-/// Brings back the membership this node had before a restart, if any. A leftover of an init that
-/// never finished is removed.
-pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Manager>> {
-    let state_path = state_file(data_dir);
-    let Ok(bytes) = std::fs::read(&state_path) else {
-        if swarm_dir(data_dir).exists() {
-            tracing::warn!("removing swarm state left by an init or leave that did not finish");
-            remove_swarm_state(data_dir)?;
-        }
-        return Ok(None);
-    };
-    let state: LocalState = serde_json::from_slice(&bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "{} is corrupt ({e}); move it away to leave the swarm",
-            state_path.display()
-        )
-    })?;
-    let store = Store::open(&raft_dir(data_dir), state.raft_id).await?;
-    if let Err(e) = store.wait_for_leader(LEADER_WAIT).await {
-        tracing::warn!("no Raft leader yet after restart: {e}");
-    }
-    let root_ca = {
-        let applied = store.read();
-        let cluster = applied
-            .state
-            .cluster()
-            .ok_or_else(|| anyhow::anyhow!("the store holds no swarm"))?;
-        RootCa::from_pem(&cluster.root_ca.cert_pem, &cluster.root_ca.key_pem)?
-    };
-    Ok(Some(Manager {
-        node_id: state.node_id,
-        raft_id: state.raft_id,
-        advertise_addr: state.advertise_addr,
-        listen_addr: state.listen_addr,
-        store,
-        root_ca,
-    }))
-}
-
-fn remove_swarm_state(data_dir: &Path) -> anyhow::Result<()> {
-    match std::fs::remove_dir_all(swarm_dir(data_dir)) {
+fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
     }
 }
 
-/// The settings of a new swarm, checked.
-struct InitSettings {
-    advertise_addr: IpAddr,
-    listen_addr: SocketAddr,
-    default_addr_pool: Vec<String>,
-    subnet_size: u32,
-    data_path_port: u16,
-    availability: NodeSpecAvailabilityEnum,
-    spec: SwarmSpec,
+fn new_raft_id() -> RaftId {
+    loop {
+        let id = rand::random::<u64>();
+        if id != 0 {
+            return id;
+        }
+    }
 }
 
-impl InitSettings {
-    fn from_request(request: SwarmInitRequest) -> Result<Self, SwarmError> {
-        let listen_addr = parse_listen_addr(request.listen_addr.as_deref().unwrap_or(""))?;
-        let advertise_addr = match request.advertise_addr.as_deref().filter(|a| !a.is_empty()) {
-            Some(addr) => parse_advertise_addr(addr)?,
-            None if !listen_addr.ip().is_unspecified() => listen_addr.ip(),
-            None => only_interface_address()?,
+/// This node as a member of a swarm: always an agent, a manager too while it has that role.
+pub struct SwarmNode {
+    /// The node's ID (the CN of its certificate).
+    pub node_id: String,
+    /// The IP other nodes reach this one at.
+    pub advertise_ip: IpAddr,
+    advertise_port: Option<u16>,
+    /// Where the control port listens; a port of 0 becomes the one first bound, kept after.
+    listen_addr: Mutex<SocketAddr>,
+    data_dir: PathBuf,
+    tls: Arc<Tls>,
+    manager: RwLock<Option<Arc<Manager>>>,
+    managers: Mutex<Vec<String>>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl SwarmNode {
+    /// The manager this node runs, if it is one now.
+    pub fn manager(&self) -> Option<Arc<Manager>> {
+        self.manager.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The managers' control addresses as this node last heard them.
+    pub fn managers(&self) -> Vec<String> {
+        self.managers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_manager(&self, manager: Option<Arc<Manager>>) {
+        *self.manager.write().unwrap_or_else(|p| p.into_inner()) = manager;
+    }
+
+    fn save_state(&self) -> anyhow::Result<()> {
+        let state = LocalState {
+            node_id: self.node_id.clone(),
+            raft_id: self.manager().map(|m| m.raft_id),
+            advertise_ip: self.advertise_ip,
+            advertise_port: self.advertise_port,
+            listen_addr: *self.listen_addr.lock().unwrap_or_else(|p| p.into_inner()),
+            managers: self.managers(),
         };
-        let data_path_port = match request.data_path_port.unwrap_or(0) {
-            0 => DEFAULT_DATA_PATH_PORT,
-            port @ 1024..=49151 => port as u16,
-            port => {
-                return Err(invalid(format!(
-                    "data path port {port} must be within range 1024 to 49151"
-                )));
-            }
-        };
-        let pools = request.default_addr_pool.unwrap_or_default();
-        let default_addr_pool = if pools.is_empty() {
-            vec!["10.0.0.0/8".to_string()]
-        } else {
-            pools
-        };
-        let subnet_size = request.subnet_size.filter(|&s| s != 0).unwrap_or(24);
-        for pool in &default_addr_pool {
-            let net: ipnetwork::Ipv4Network = pool
-                .parse()
-                .map_err(|e| invalid(format!("invalid default address pool {pool}: {e}")))?;
-            if u32::from(net.prefix()) > subnet_size || subnet_size > 29 {
-                return Err(invalid(format!(
-                    "invalid subnet size {subnet_size} for pool {pool}: it must be between the pool's prefix length and 29"
-                )));
-            }
-        }
-        Ok(InitSettings {
-            advertise_addr,
-            listen_addr,
-            default_addr_pool,
-            subnet_size,
-            data_path_port,
-            availability: NodeSpecAvailabilityEnum::ACTIVE,
-            spec: with_defaults(request.spec.unwrap_or_default()),
+        fsutil::write_atomic(&state_file(&self.data_dir), &serde_json::to_vec_pretty(&state)?, 0o600)?;
+        Ok(())
+    }
+
+    /// Starts this node's manager on the control port; `raft_id` names its Raft member.
+    async fn start_manager(&self, raft_id: RaftId) -> anyhow::Result<Arc<Manager>> {
+        let listen_addr = *self.listen_addr.lock().unwrap_or_else(|p| p.into_inner());
+        let listener =
+            TcpListener::bind(listen_addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen_addr}: {e}"))?;
+        let bound = listener.local_addr()?;
+        *self.listen_addr.lock().unwrap_or_else(|p| p.into_inner()) = bound;
+        let port = bound.port();
+        let control_addr = SocketAddr::new(self.advertise_ip, self.advertise_port.unwrap_or(port));
+        Manager::start(ManagerConfig {
+            node_id: self.node_id.clone(),
+            raft_id,
+            control_addr,
+            listener,
+            raft_dir: raft_dir(&self.data_dir),
+            tls: self.tls.clone(),
         })
+        .await
     }
-}
 
-fn invalid(message: String) -> SwarmError {
-    SwarmError::InvalidArgument(message)
-}
+    /// Becomes a manager of an existing swarm: an empty store, then a voter once the leader
+    /// has added it (which replicates the swarm's state here).
+    async fn become_manager(&self) -> anyhow::Result<()> {
+        remove_dir(&raft_dir(&self.data_dir))?;
+        let manager = self.start_manager(new_raft_id()).await?;
+        if let Err(e) = self.ask_to_vote(&manager).await {
+            manager.shutdown().await;
+            return Err(e);
+        }
+        self.set_manager(Some(manager));
+        self.save_state()?;
+        tracing::info!(node = %self.node_id, "this node is now a manager");
+        Ok(())
+    }
 
-/// `0.0.0.0:2377` style; a missing port means 2377, as docker.
-fn parse_listen_addr(addr: &str) -> Result<SocketAddr, SwarmError> {
-    if addr.is_empty() {
-        return Ok(SocketAddr::from(([0, 0, 0, 0], CONTROL_PORT)));
+    async fn ask_to_vote(&self, manager: &Manager) -> anyhow::Result<()> {
+        let request = Request::AddVoter { raft_id: manager.raft_id, addr: manager.control_addr.to_string() };
+        let deadline = Instant::now() + JOIN_TIMEOUT;
+        let mut leader = None;
+        while Instant::now() < deadline {
+            let candidates: Vec<String> = Option::take(&mut leader).into_iter().chain(self.managers()).collect();
+            for addr in candidates {
+                let answer = async {
+                    let mut connection = Connection::connect(&addr, self.tls.client_config(), JOIN_TIMEOUT).await?;
+                    anyhow::Ok(connection.call::<Request, Response>(&request, JOIN_TIMEOUT).await?)
+                };
+                match answer.await {
+                    Ok(Response::Done) => return Ok(()),
+                    Ok(Response::Failed(Failure::NotLeader { leader: Some(at) })) => {
+                        leader = Some(at);
+                        break;
+                    }
+                    Ok(other) => tracing::debug!(manager = %addr, "not added to Raft yet: {other:?}"),
+                    Err(e) => tracing::debug!(manager = %addr, "not added to Raft yet: {e}"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        anyhow::bail!("no leader added this manager to Raft within {JOIN_TIMEOUT:?}")
     }
-    if let Ok(socket) = addr.parse() {
-        return Ok(socket);
-    }
-    let ip = resolve_ip(addr).map_err(|_| invalid(format!("invalid listen address {addr}")))?;
-    Ok(SocketAddr::new(ip, CONTROL_PORT))
-}
 
-/// An IP, `IP:port` or an interface name, as `--advertise-addr` accepts.
-fn parse_advertise_addr(addr: &str) -> Result<IpAddr, SwarmError> {
-    let host = addr
-        .parse::<SocketAddr>()
-        .map(|s| s.ip().to_string())
-        .unwrap_or_else(|_| addr.to_string());
-    let ip = resolve_ip(&host).map_err(|_| {
-        invalid(format!("advertise address must be a non-zero IP address or network interface (with optional port number), not {addr}"))
-    })?;
-    if ip.is_unspecified() {
-        return Err(invalid(format!(
-            "advertise address must be a non-zero IP address, not {addr}"
-        )));
+    /// Stops being a manager: the leader has taken this node out of Raft.
+    async fn stop_manager(&self) -> anyhow::Result<()> {
+        let manager = self.manager.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(manager) = manager {
+            manager.shutdown().await;
+        }
+        remove_dir(&raft_dir(&self.data_dir))?;
+        self.save_state()?;
+        tracing::info!(node = %self.node_id, "this node is now a worker");
+        Ok(())
     }
-    Ok(ip)
-}
 
-fn resolve_ip(host: &str) -> Result<IpAddr, ()> {
-    if let Ok(ip) = host.parse() {
-        return Ok(ip);
+    /// Runs the agent, and follows what it reports.
+    fn start_agent(self: &Arc<Self>) {
+        let (events, mut received) = mpsc::channel(8);
+        let config = AgentConfig {
+            certificates_dir: certificates_dir(&self.data_dir),
+            tls: self.tls.clone(),
+            managers: self.managers(),
+            manager: self.manager().is_some(),
+        };
+        let agent = agent::spawn(config, events, self.stop.subscribe());
+        let node = self.clone();
+        let follower = tokio::spawn(async move {
+            while let Some(event) = received.recv().await {
+                if let Err(e) = node.follow(event).await {
+                    tracing::error!("cannot follow the swarm's change: {e:#}");
+                }
+            }
+        });
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend([agent, follower]);
     }
-    let addrs = host::interface_addresses();
-    let mut on_interface = addrs
-        .iter()
-        .filter(|(name, _)| name == host)
-        .map(|(_, ip)| *ip);
-    match (on_interface.next(), on_interface.next()) {
-        (Some(ip), None) => Ok(ip),
-        _ => Err(()),
-    }
-}
 
-/// Docker's choice when no address is given: the one address of the one interface.
-fn only_interface_address() -> Result<IpAddr, SwarmError> {
-    let addrs = host::interface_addresses();
-    match addrs.as_slice() {
-        [(_, ip)] => Ok(*ip),
-        [] => Err(invalid(
-            "could not find the system's IP address - specify one with --advertise-addr".into(),
-        )),
-        many => {
-            let list: Vec<String> = many
-                .iter()
-                .map(|(name, ip)| format!("{ip} on {name}"))
-                .collect();
-            Err(invalid(format!(
-                "could not choose an IP address to advertise since this system has multiple addresses on different interfaces ({}) - specify one with --advertise-addr",
-                list.join(" and ")
-            )))
+    async fn follow(&self, event: AgentEvent) -> anyhow::Result<()> {
+        match event {
+            AgentEvent::Managers(managers) => {
+                *self.managers.lock().unwrap_or_else(|p| p.into_inner()) = managers;
+                self.save_state()
+            }
+            AgentEvent::Role { manager: true } if self.manager().is_none() => self.become_manager().await,
+            AgentEvent::Role { manager: false } if self.manager().is_some() => self.stop_manager().await,
+            AgentEvent::Role { .. } => Ok(()),
+        }
+    }
+
+    /// Stops the agent and the manager; the membership stays on disk.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Some(manager) = self.manager() {
+            manager.shutdown().await;
         }
     }
 }
 
-/// Fills what the request left zero with Swarm's defaults.
-fn with_defaults(mut spec: SwarmSpec) -> SwarmSpec {
-    if spec.name.as_deref().is_none_or(str::is_empty) {
-        spec.name = Some("default".into());
+/// The parts every way into a swarm shares.
+struct Membership {
+    node_id: String,
+    credentials: NodeCredentials,
+    advertise_ip: IpAddr,
+    advertise_port: Option<u16>,
+    listen_addr: SocketAddr,
+    managers: Vec<String>,
+}
+
+fn node_from(data_dir: &Path, membership: Membership) -> anyhow::Result<Arc<SwarmNode>> {
+    let cluster_id = NodeIdentity::from_cert_pem(&membership.credentials.cert_pem)?.cluster_id;
+    let tls = Arc::new(Tls::new(&membership.credentials, &cluster_id)?);
+    Ok(Arc::new(SwarmNode {
+        node_id: membership.node_id,
+        advertise_ip: membership.advertise_ip,
+        advertise_port: membership.advertise_port,
+        listen_addr: Mutex::new(membership.listen_addr),
+        data_dir: data_dir.to_path_buf(),
+        tls,
+        manager: RwLock::new(None),
+        managers: Mutex::new(membership.managers),
+        stop: watch::channel(false).0,
+        tasks: Mutex::new(Vec::new()),
+    }))
+}
+
+/// Brings back the membership this node had before a restart, if any. The leftovers of a join
+/// or leave that never finished are removed.
+pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Arc<SwarmNode>>> {
+    let state_path = state_file(data_dir);
+    let Ok(bytes) = std::fs::read(&state_path) else {
+        if swarm_dir(data_dir).exists() {
+            tracing::warn!("removing swarm state left by a join or leave that did not finish");
+            remove_dir(&swarm_dir(data_dir))?;
+        }
+        return Ok(None);
+    };
+    let state: LocalState = serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("{} is corrupt ({e}); move it away to leave the swarm", state_path.display()))?;
+    let credentials = NodeCredentials::load(&certificates_dir(data_dir))?
+        .ok_or_else(|| anyhow::anyhow!("the node's certificates are missing from {}", data_dir.display()))?;
+    let node = node_from(
+        data_dir,
+        Membership {
+            node_id: state.node_id,
+            credentials,
+            advertise_ip: state.advertise_ip,
+            advertise_port: state.advertise_port,
+            listen_addr: state.listen_addr,
+            managers: state.managers,
+        },
+    )?;
+    if let Some(raft_id) = state.raft_id {
+        let manager = node.start_manager(raft_id).await?;
+        if let Err(e) = manager.store.wait_for_leader(LEADER_WAIT).await {
+            tracing::warn!("no Raft leader yet after restart: {e}");
+        }
+        node.set_manager(Some(manager));
     }
-    spec.labels.get_or_insert_with(HashMap::new);
-    let orchestration = spec
-        .orchestration
-        .get_or_insert_with(SwarmSpecOrchestration::default);
-    orchestration.task_history_retention_limit.get_or_insert(5);
-    let raft = spec.raft.get_or_insert_with(SwarmSpecRaft::default);
-    raft.snapshot_interval = Some(raft.snapshot_interval.filter(|&n| n > 0).unwrap_or(10_000));
-    raft.keep_old_snapshots.get_or_insert(0);
-    raft.log_entries_for_slow_followers = Some(
-        raft.log_entries_for_slow_followers
-            .filter(|&n| n > 0)
-            .unwrap_or(500),
-    );
-    raft.election_tick = Some(raft.election_tick.filter(|&n| n > 0).unwrap_or(10));
-    raft.heartbeat_tick = Some(raft.heartbeat_tick.filter(|&n| n > 0).unwrap_or(1));
-    let dispatcher = spec
-        .dispatcher
-        .get_or_insert_with(SwarmSpecDispatcher::default);
-    dispatcher.heartbeat_period = Some(
-        dispatcher
-            .heartbeat_period
-            .filter(|&n| n > 0)
-            .unwrap_or(5_000_000_000),
-    );
-    let ca = spec
-        .ca_config
-        .get_or_insert_with(SwarmSpecCaConfig::default);
-    ca.node_cert_expiry = Some(
-        ca.node_cert_expiry
-            .filter(|&n| n > 0)
-            .unwrap_or(DEFAULT_CERT_EXPIRY.as_nanos() as i64),
-    );
-    spec
+    node.start_agent();
+    Ok(Some(node))
 }
 
 /// Creates a new swarm with this node as its only manager.
-pub async fn init(
-    data_dir: &Path,
-    hostname: &str,
-    request: SwarmInitRequest,
-) -> Result<Manager, SwarmError> {
+pub async fn init(data_dir: &Path, hostname: &str, request: SwarmInitRequest) -> Result<Arc<SwarmNode>, SwarmError> {
     let settings = InitSettings::from_request(request)?;
     let result = create(data_dir, hostname, settings).await;
     if result.is_err() {
         // Whatever was written belongs to an init that did not happen.
-        remove_swarm_state(data_dir)?;
+        remove_dir(&swarm_dir(data_dir))?;
     }
     result
 }
 
-async fn create(
-    data_dir: &Path,
-    hostname: &str,
-    settings: InitSettings,
-) -> Result<Manager, SwarmError> {
+async fn create(data_dir: &Path, hostname: &str, settings: InitSettings) -> Result<Arc<SwarmNode>, SwarmError> {
     let node_id = pki::new_id();
     let cluster_id = pki::new_id();
-    let raft_id = loop {
-        let id = rand::random::<u64>();
-        if id != 0 {
-            break id;
-        }
-    };
-    let cert_expiry = settings
-        .spec
-        .ca_config
-        .as_ref()
-        .and_then(|ca| ca.node_cert_expiry)
-        .unwrap_or_default();
+    let raft_id = new_raft_id();
     let ca = RootCa::generate()?;
     let key = NodeKey::generate()?;
-    let cert_pem = ca.sign_csr(
-        &key.csr_pem()?,
-        &node_id,
-        Role::Manager,
-        &cluster_id,
-        Duration::from_nanos(cert_expiry.max(0) as u64),
-    )?;
-    let credentials = NodeCredentials {
-        ca_cert_pem: ca.cert_pem().into(),
-        cert_pem,
-        key_pem: key.key_pem(),
-    };
+    let expiry = settings.spec.ca_config.as_ref().and_then(|ca| ca.node_cert_expiry).unwrap_or_default();
+    let validity = Duration::from_nanos(expiry.max(0) as u64);
+    let cert_pem = ca.sign_csr(&key.csr_pem()?, &node_id, Role::Manager, &cluster_id, validity)?;
+    let credentials = NodeCredentials { ca_cert_pem: ca.cert_pem().into(), cert_pem, key_pem: key.key_pem() };
     credentials.save(&certificates_dir(data_dir))?;
-
-    let manager_addr = SocketAddr::new(settings.advertise_addr, CONTROL_PORT).to_string();
-    let store = Store::open(&raft_dir(data_dir), raft_id).await?;
-    let peer = RaftPeer {
-        addr: manager_addr.clone(),
-        node_id: node_id.clone(),
-    };
+    let node = node_from(
+        data_dir,
+        Membership {
+            node_id: node_id.clone(),
+            credentials,
+            advertise_ip: settings.advertise.ip,
+            advertise_port: settings.advertise.port,
+            listen_addr: settings.listen_addr,
+            managers: Vec::new(),
+        },
+    )?;
+    let manager = node.start_manager(raft_id).await?;
+    let control_addr = manager.control_addr.to_string();
     let founded = async {
-        store.bootstrap(raft_id, peer).await?;
+        let store = &manager.store;
+        store.bootstrap(raft_id, RaftPeer { addr: control_addr.clone(), node_id: node_id.clone() }).await?;
         store.wait_for_leader(LEADER_WAIT).await?;
         let digest = ca.digest();
         let cluster = Cluster {
             id: cluster_id.clone(),
             meta: Meta::now(),
             spec: settings.spec.clone(),
-            root_ca: RootCaMaterial {
-                cert_pem: ca.cert_pem().into(),
-                key_pem: ca.key_pem().into(),
-            },
+            root_ca: RootCaMaterial { cert_pem: ca.cert_pem().into(), key_pem: ca.key_pem().into() },
             worker_token: JoinToken::generate(&digest).to_string(),
             manager_token: JoinToken::generate(&digest).to_string(),
             default_addr_pool: settings.default_addr_pool.clone(),
             subnet_size: settings.subnet_size,
             data_path_port: settings.data_path_port,
         };
-        let node = Node {
+        let me = Node {
             id: node_id.clone(),
             meta: Meta::now(),
             spec: NodeSpec {
@@ -411,70 +402,137 @@ async fn create(
                 availability: Some(settings.availability),
                 ..Default::default()
             },
-            description: NodeDescription {
-                hostname: Some(hostname.into()),
-                platform: Some(host::platform()),
-                resources: Some(host::resources()),
-                engine: Some(EngineDescription {
-                    engine_version: Some(env!("CARGO_PKG_VERSION").into()),
-                    ..Default::default()
-                }),
-                tls_info: Some(ca.tls_info()),
-            },
+            description: NodeDescription { tls_info: Some(ca.tls_info()), ..describe(hostname) },
             status: NodeStatus {
                 state: Some(NodeState::READY),
-                addr: Some(settings.advertise_addr.to_string()),
+                addr: Some(settings.advertise.ip.to_string()),
                 ..Default::default()
             },
-            manager: Some(ManagerRecord {
-                raft_id,
-                addr: manager_addr,
-            }),
+            manager: Some(ManagerRecord { raft_id, addr: control_addr.clone(), reachable: true }),
         };
-        let changes = [Object::Cluster(cluster), Object::Node(node)]
+        let changes = [Object::Cluster(cluster), Object::Node(me)]
             .into_iter()
-            .map(|object| Change::Put {
-                object,
-                precondition: Precondition::Absent,
-            })
+            .map(|object| Change::Put { object, precondition: Precondition::Absent })
             .collect();
         store.propose(Proposal { changes }).await?;
-        let state = LocalState {
-            node_id: node_id.clone(),
-            raft_id,
-            advertise_addr: settings.advertise_addr,
-            listen_addr: settings.listen_addr,
-        };
-        fsutil::write_atomic(
-            &state_file(data_dir),
-            &serde_json::to_vec_pretty(&state)?,
-            0o600,
-        )?;
-        anyhow::Ok(())
+        *node.managers.lock().unwrap_or_else(|p| p.into_inner()) = vec![control_addr.clone()];
+        node.set_manager(Some(manager.clone()));
+        node.save_state()
     };
     if let Err(e) = founded.await {
-        store.shutdown().await;
+        manager.shutdown().await;
         return Err(e.into());
     }
-    Ok(Manager {
-        node_id,
-        raft_id,
-        advertise_addr: settings.advertise_addr,
-        listen_addr: settings.listen_addr,
-        store,
-        root_ca: ca,
-    })
+    node.start_agent();
+    Ok(node)
 }
 
-/// Leaves the swarm: stops Raft and erases this node's swarm state.
-pub async fn leave(data_dir: &Path, manager: &Manager, force: bool) -> Result<(), SwarmError> {
-    if !force {
+/// What this node reports about itself when it joins.
+fn describe(hostname: &str) -> NodeDescription {
+    NodeDescription {
+        hostname: Some(hostname.into()),
+        platform: Some(host::platform()),
+        resources: Some(host::resources()),
+        engine: Some(EngineDescription { engine_version: Some(env!("CARGO_PKG_VERSION").into()), ..Default::default() }),
+        tls_info: None,
+    }
+}
+
+/// Joins an existing swarm through one of its managers, as a worker or a manager as the token
+/// says.
+pub async fn join(data_dir: &Path, hostname: &str, request: SwarmJoinRequest) -> Result<Arc<SwarmNode>, SwarmError> {
+    let settings = JoinSettings::from_request(request)?;
+    let result = enter(data_dir, hostname, settings).await;
+    if result.is_err() {
+        remove_dir(&swarm_dir(data_dir))?;
+    }
+    result
+}
+
+async fn enter(data_dir: &Path, hostname: &str, settings: JoinSettings) -> Result<Arc<SwarmNode>, SwarmError> {
+    let token: JoinToken = settings.token.parse().map_err(|e: pki::PkiError| SwarmError::InvalidArgument(e.to_string()))?;
+    let ca_pem = fetch_root_ca(&settings.remote, &token).await?;
+    let advertise_ip = match settings.advertise {
+        Some(advertise) => advertise.ip,
+        None => route_source(&settings.remote)?,
+    };
+    let advertise_port = settings.advertise.and_then(|a| a.port);
+    let key = NodeKey::generate()?;
+    let request = Request::Join(JoinRequest {
+        token: settings.token.clone(),
+        csr_pem: key.csr_pem()?,
+        description: describe(hostname),
+        advertise_addr: advertise_ip.to_string(),
+        availability: None,
+    });
+    let mut connection = Connection::connect(&settings.remote, tls::anonymous_client_config(&ca_pem)?, JOIN_TIMEOUT)
+        .await
+        .map_err(|e| unreachable_manager(&settings.remote, e))?;
+    let joined = match connection.call::<Request, Response>(&request, JOIN_TIMEOUT).await {
+        Ok(Response::Joined(joined)) => joined,
+        Ok(Response::Failed(Failure::Denied(reason) | Failure::Invalid(reason))) => {
+            return Err(SwarmError::InvalidArgument(reason));
+        }
+        Ok(other) => return Err(SwarmError::Internal(anyhow::anyhow!("the manager could not admit this node: {other:?}"))),
+        Err(e) => return Err(unreachable_manager(&settings.remote, e)),
+    };
+    let credentials = NodeCredentials { ca_cert_pem: ca_pem, cert_pem: joined.cert_pem, key_pem: key.key_pem() };
+    credentials.save(&certificates_dir(data_dir))?;
+    let managers = if joined.managers.is_empty() { vec![settings.remote.clone()] } else { joined.managers };
+    let node = node_from(
+        data_dir,
+        Membership {
+            node_id: joined.node_id.clone(),
+            credentials,
+            advertise_ip,
+            advertise_port,
+            listen_addr: settings.listen_addr,
+            managers,
+        },
+    )?;
+    if joined.manager {
+        node.become_manager().await?;
+    } else {
+        node.save_state()?;
+    }
+    node.start_agent();
+    tracing::info!(node = %joined.node_id, manager = joined.manager, "joined the swarm");
+    Ok(node)
+}
+
+/// Fetches the manager's root CA without trusting it yet, and trusts it only if it is the CA
+/// the token names.
+async fn fetch_root_ca(remote: &str, token: &JoinToken) -> Result<String, SwarmError> {
+    let mut connection = Connection::connect(remote, tls::bootstrap_client_config()?, JOIN_TIMEOUT)
+        .await
+        .map_err(|e| unreachable_manager(remote, e))?;
+    let cert_pem = match connection.call::<Request, Response>(&Request::RootCa, JOIN_TIMEOUT).await {
+        Ok(Response::RootCa { cert_pem }) => cert_pem,
+        Ok(other) => return Err(SwarmError::Internal(anyhow::anyhow!("unexpected answer to a CA request: {other:?}"))),
+        Err(e) => return Err(unreachable_manager(remote, e)),
+    };
+    if !token.ca_matches(&cert_pem) {
+        let expected: String = token.ca_digest().iter().map(|b| format!("{b:02x}")).collect();
+        return Err(SwarmError::InvalidArgument(format!(
+            "remote CA does not match fingerprint. Expected: {expected}"
+        )));
+    }
+    Ok(cert_pem)
+}
+
+fn unreachable_manager(remote: &str, e: impl std::fmt::Display) -> SwarmError {
+    SwarmError::InvalidArgument(format!("cannot reach the manager at {remote}: {e}"))
+}
+
+/// Leaves the swarm: stops the agent (and Raft) and erases this node's swarm state.
+pub async fn leave(data_dir: &Path, node: &SwarmNode, force: bool) -> Result<(), SwarmError> {
+    if node.manager().is_some() && !force {
         return Err(SwarmError::ManagerNeedsForce);
     }
-    manager.store.shutdown().await;
+    node.shutdown().await;
     // The marker goes first: from here on a crash leaves only leftovers that restore() removes.
     std::fs::remove_file(state_file(data_dir)).map_err(anyhow::Error::from)?;
-    remove_swarm_state(data_dir)?;
+    remove_dir(&swarm_dir(data_dir))?;
     Ok(())
 }
 
@@ -485,75 +543,30 @@ mod tests {
     fn request(advertise: &str) -> SwarmInitRequest {
         SwarmInitRequest {
             advertise_addr: Some(advertise.into()),
+            listen_addr: Some("127.0.0.1:0".into()),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn defaults_match_swarm() {
-        let settings = InitSettings::from_request(request("192.0.2.1")).unwrap();
-        assert_eq!(settings.listen_addr, "0.0.0.0:2377".parse().unwrap());
-        assert_eq!(settings.data_path_port, 4789);
-        assert_eq!(settings.default_addr_pool, vec!["10.0.0.0/8"]);
-        assert_eq!(settings.subnet_size, 24);
-        let raft = settings.spec.raft.unwrap();
-        assert_eq!(
-            (raft.election_tick, raft.heartbeat_tick),
-            (Some(10), Some(1))
-        );
-        assert_eq!(
-            settings.spec.dispatcher.unwrap().heartbeat_period,
-            Some(5_000_000_000)
-        );
-    }
-
-    #[test]
-    fn advertise_address_may_carry_a_port() {
-        let settings = InitSettings::from_request(request("192.0.2.1:2377")).unwrap();
-        assert_eq!(
-            settings.advertise_addr,
-            "192.0.2.1".parse::<IpAddr>().unwrap()
-        );
-    }
-
-    #[test]
-    fn bad_settings_are_refused_with_reasons() {
-        let err = |r: SwarmInitRequest| InitSettings::from_request(r).err().unwrap().to_string();
-        assert!(err(request("0.0.0.0")).contains("non-zero IP address"));
-        assert!(err(request("no-such-interface")).contains("network interface"));
-        let port = SwarmInitRequest {
-            data_path_port: Some(80),
-            ..request("192.0.2.1")
-        };
-        assert!(err(port).contains("1024 to 49151"));
-        let pool = SwarmInitRequest {
-            default_addr_pool: Some(vec!["10.0.0.0/33".into()]),
-            ..request("192.0.2.1")
-        };
-        assert!(err(pool).contains("invalid default address pool"));
     }
 
     #[tokio::test]
     async fn init_restore_and_leave() {
         let dir = tempfile::tempdir().unwrap();
-        let manager = init(dir.path(), "h1", request("192.0.2.1")).await.unwrap();
+        let node = init(dir.path(), "h1", request("127.0.0.1")).await.unwrap();
+        let manager = node.manager().unwrap();
         assert!(manager.is_leader());
-        let (cluster_id, node) = {
+        let (cluster_id, me) = {
             let applied = manager.store.read();
-            (
-                applied.state.cluster().unwrap().id.clone(),
-                applied.state.nodes[&manager.node_id].clone(),
-            )
+            (applied.state.cluster().unwrap().id.clone(), applied.state.nodes[&node.node_id].clone())
         };
-        assert_eq!(node.description.hostname.as_deref(), Some("h1"));
-        manager.store.shutdown().await;
-        drop(manager);
+        assert_eq!(me.description.hostname.as_deref(), Some("h1"));
+        node.shutdown().await;
+        drop((node, manager));
 
-        let manager = restore(dir.path()).await.unwrap().unwrap();
-        assert_eq!(manager.node_id, node.id);
-        assert_eq!(manager.store.read().state.cluster().unwrap().id, cluster_id);
-        leave(dir.path(), &manager, true).await.unwrap();
-        drop(manager);
+        let node = restore(dir.path()).await.unwrap().unwrap();
+        assert_eq!(node.node_id, me.id);
+        assert_eq!(node.manager().unwrap().cluster().unwrap().id, cluster_id);
+        leave(dir.path(), &node, true).await.unwrap();
+        drop(node);
         assert!(restore(dir.path()).await.unwrap().is_none());
     }
 

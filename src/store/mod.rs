@@ -10,7 +10,6 @@
 mod db;
 mod log;
 mod machine;
-mod network;
 pub mod objects;
 pub mod raft;
 pub mod state;
@@ -51,8 +50,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store kept in `dir` and starts this manager's Raft member `raft_id`.
-    pub async fn open(dir: &Path, raft_id: RaftId) -> anyhow::Result<Store> {
+    /// Opens the store kept in `dir` and starts this manager's Raft member `raft_id`, reaching
+    /// the other members through `network`.
+    pub async fn open<N>(dir: &Path, raft_id: RaftId, network: N) -> anyhow::Result<Store>
+    where
+        N: openraft::RaftNetworkFactory<raft::TypeConfig>,
+    {
         std::fs::create_dir_all(dir)?;
         let db = db::open(&dir.join(DB_FILE))?;
         let machine = machine::StateMachine::load(db.clone())?;
@@ -60,7 +63,7 @@ impl Store {
         let config = std::sync::Arc::new(raft::config().validate()?);
         let log = log::LogStore::new(db);
         let raft =
-            openraft::Raft::new(raft_id, config, network::SingleManager, log, machine).await?;
+            openraft::Raft::new(raft_id, config, network, log, machine).await?;
         Ok(Store { raft, reader })
     }
 
@@ -81,6 +84,11 @@ impl Store {
         metrics
             .current_leader
             .ok_or_else(|| anyhow::anyhow!("no Raft leader"))
+    }
+
+    /// The Raft member itself: for answering peers' RPCs and changing membership.
+    pub fn raft(&self) -> &openraft::Raft<raft::TypeConfig> {
+        &self.raft
     }
 
     /// The member that leads now, as far as this member knows.
@@ -113,6 +121,9 @@ impl Store {
 }
 
 #[cfg(test)]
+mod no_peers;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -137,7 +148,7 @@ mod tests {
     }
 
     async fn open_leader(dir: &Path) -> Store {
-        let store = Store::open(dir, 7).await.unwrap();
+        let store = Store::open(dir, 7, no_peers::NoPeers).await.unwrap();
         store
             .wait_for_leader(Duration::from_secs(10))
             .await
@@ -148,7 +159,7 @@ mod tests {
     #[tokio::test]
     async fn writes_survive_a_restart_and_the_member_leads_again() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 7).await.unwrap();
+        let store = Store::open(dir.path(), 7, no_peers::NoPeers).await.unwrap();
         store
             .bootstrap(
                 7,
@@ -179,7 +190,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_proposal_reports_its_conflict() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 7).await.unwrap();
+        let store = Store::open(dir.path(), 7, no_peers::NoPeers).await.unwrap();
         store.bootstrap(7, RaftPeer::default()).await.unwrap();
         store
             .wait_for_leader(Duration::from_secs(10))
@@ -197,7 +208,7 @@ mod tests {
     #[tokio::test]
     async fn snapshot_holds_the_state_it_claims() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 7).await.unwrap();
+        let store = Store::open(dir.path(), 7, no_peers::NoPeers).await.unwrap();
         store.bootstrap(7, RaftPeer::default()).await.unwrap();
         store
             .wait_for_leader(Duration::from_secs(10))

@@ -96,6 +96,8 @@ pub struct ManagerRecord {
     pub raft_id: u64,
     /// `host:port` other nodes reach its control endpoint (2377) at.
     pub addr: String,
+    /// Whether the leader heard from it lately (`node ls`: Reachable or Unreachable).
+    pub reachable: bool,
 }
 
 /// Which table an object lives in.

@@ -1,0 +1,113 @@
+//! Which nodes are up: the dispatcher's heartbeats decide Ready or Down, Raft's answers decide
+//! whether a manager is Reachable. Runs on the leader, which writes changes to the store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::models::{NodeSpecRoleEnum, NodeState};
+use tokio::sync::watch;
+
+use super::Manager;
+use crate::rpc::proto::SessionInfo;
+use crate::store::{Change, Node, Object, Precondition, Proposal};
+
+/// How often the leader re-evaluates node health.
+const TICK: Duration = Duration::from_millis(250);
+/// A manager that answered no Raft RPC for this long is unreachable (Raft heartbeats every 100 ms).
+const REACHABLE_WINDOW: Duration = Duration::from_secs(1);
+/// Swarm marks a node down after this many missed heartbeat periods.
+const MISSED_HEARTBEATS: u32 = 3;
+/// Swarm's default heartbeat period.
+const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
+
+/// The dispatcher's memory of heartbeats; only the leader's counts.
+#[derive(Default)]
+pub struct Dispatcher {
+    last_heartbeat: Mutex<HashMap<String, Instant>>,
+}
+
+impl Dispatcher {
+    /// Records a heartbeat from `node_id` and tells it how to go on.
+    pub fn heartbeat(&self, manager: &Manager, node_id: &str) -> SessionInfo {
+        self.lock().insert(node_id.to_string(), Instant::now());
+        let is_manager = manager.store.read().state.nodes.get(node_id).and_then(|n| n.spec.role)
+            == Some(NodeSpecRoleEnum::MANAGER);
+        SessionInfo {
+            period_ms: heartbeat_period(manager).as_millis() as u64,
+            managers: manager.manager_addrs(),
+            manager: is_manager,
+        }
+    }
+
+    fn heard_within(&self, node_id: &str, window: Duration) -> bool {
+        self.lock().get(node_id).is_some_and(|at| at.elapsed() <= window)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.last_heartbeat.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The heartbeat period of the swarm's spec (`swarm update --dispatcher-heartbeat`).
+pub fn heartbeat_period(manager: &Manager) -> Duration {
+    let nanos = manager.cluster().and_then(|c| c.spec.dispatcher).and_then(|d| d.heartbeat_period);
+    nanos.filter(|&n| n > 0).map_or(DEFAULT_PERIOD, |n| Duration::from_nanos(n as u64))
+}
+
+/// Runs until `stop`: on the leader, writes every change of node status or reachability.
+pub async fn run(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
+    let mut leader_since = None;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        if !manager.is_leader() {
+            leader_since = None;
+            continue;
+        }
+        let since: Instant = *leader_since.get_or_insert_with(Instant::now);
+        for node in changed_nodes(&manager, since) {
+            let version = node.meta.version;
+            let change = Change::Put { object: Object::Node(node), precondition: Precondition::Version(version) };
+            // A conflict means someone else changed the node; the next tick looks again.
+            if let Err(e) = manager.propose(Proposal { changes: vec![change] }).await {
+                tracing::debug!("node health not written: {e}");
+            }
+        }
+    }
+}
+
+/// The nodes whose stored health differs from what the leader sees now, updated.
+fn changed_nodes(manager: &Manager, leader_since: Instant) -> Vec<Node> {
+    let timeout = heartbeat_period(manager) * MISSED_HEARTBEATS;
+    // A new leader has heard nobody yet: it marks nodes up as they call, and none down until
+    // they have had a full timeout to reach it.
+    let settling = leader_since.elapsed() < timeout;
+    let applied = manager.store.read();
+    applied
+        .state
+        .nodes
+        .values()
+        .filter_map(|node| {
+            let mut updated = node.clone();
+            let heard = node.id == manager.node_id || manager.dispatcher.heard_within(&node.id, timeout);
+            if heard {
+                updated.status.state = Some(NodeState::READY);
+                updated.status.message = None;
+            } else if !settling {
+                updated.status.state = Some(NodeState::DOWN);
+                updated.status.message = Some("heartbeat failure".into());
+            }
+            if let Some(record) = updated.manager.as_mut() {
+                record.reachable = node.id == manager.node_id
+                    || manager.health.answered_within(record.raft_id, REACHABLE_WINDOW);
+            }
+            (updated != *node).then(|| {
+                updated.meta.touch();
+                updated
+            })
+        })
+        .collect()
+}

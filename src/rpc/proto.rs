@@ -1,0 +1,141 @@
+//! The messages nodes exchange on the control port (2377), one request and one response at a
+//! time on a connection.
+//!
+//! Who may send what is checked against the caller's certificate by the manager's handler:
+//! `RootCa` and `Join` need none (that is how a node gets one); Raft, `Propose` and `AddVoter`
+//! need a manager certificate; `Heartbeat` and `Renew` need any certificate of a node that is
+//! still in the swarm.
+
+use bollard::models::{NodeDescription, NodeSpecAvailabilityEnum};
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::store::raft::{RaftId, TypeConfig};
+use crate::store::{Conflict, Proposal};
+
+/// A request to a manager.
+#[derive(Debug, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // Raft's messages are large; requests are not stored.
+pub enum Request {
+    /// The swarm's root CA certificate, which a joining node checks against its token.
+    RootCa,
+    /// Join with a token: a certificate for a new node.
+    Join(JoinRequest),
+    /// Raft log replication and heartbeats.
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    /// Raft election.
+    Vote(VoteRequest<RaftId>),
+    /// Raft snapshot transfer.
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A write forwarded to the leader by another manager.
+    Propose(Proposal),
+    /// Make the calling manager a Raft voter (sent to the leader by a new or promoted manager).
+    AddVoter {
+        /// The caller's new Raft member ID.
+        raft_id: RaftId,
+        /// `host:port` of the caller's control endpoint.
+        addr: String,
+    },
+    /// The dispatcher session: the calling node is alive.
+    Heartbeat,
+    /// A new certificate for the caller, for the key behind this CSR (renewal, role change).
+    Renew {
+        /// PEM certificate signing request.
+        csr_pem: String,
+    },
+}
+
+/// What a joining node sends with its token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The whole join token; the manager compares it in constant time.
+    pub token: String,
+    /// PEM CSR for the node's new key.
+    pub csr_pem: String,
+    /// Hostname, platform, resources.
+    pub description: NodeDescription,
+    /// The address the node is reached at (`ip` or `ip:port`).
+    pub advertise_addr: String,
+    /// `active`, `pause` or `drain` from `swarm join --availability`.
+    pub availability: Option<NodeSpecAvailabilityEnum>,
+}
+
+/// A manager's answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// The root CA certificate, PEM.
+    RootCa {
+        /// PEM.
+        cert_pem: String,
+    },
+    /// The joining node's identity and certificate.
+    Joined(Joined),
+    /// Answer to [`Request::AppendEntries`].
+    AppendEntries(Result<AppendEntriesResponse<RaftId>, RaftError<RaftId>>),
+    /// Answer to [`Request::Vote`].
+    Vote(Result<VoteResponse<RaftId>, RaftError<RaftId>>),
+    /// Answer to [`Request::InstallSnapshot`].
+    InstallSnapshot(Result<InstallSnapshotResponse<RaftId>, RaftError<RaftId, InstallSnapshotError>>),
+    /// The request was carried out.
+    Done,
+    /// Answer to [`Request::Heartbeat`]: how the session goes on.
+    Session(SessionInfo),
+    /// A renewed certificate.
+    Certificate {
+        /// PEM node certificate.
+        cert_pem: String,
+    },
+    /// The request failed.
+    Failed(Failure),
+}
+
+/// A new node's identity.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Joined {
+    /// The node's ID (its certificate's CN).
+    pub node_id: String,
+    /// Its certificate, PEM.
+    pub cert_pem: String,
+    /// Whether the token made it a manager.
+    pub manager: bool,
+    /// The managers, so the node can find one after a restart or a manager's death.
+    pub managers: Vec<String>,
+}
+
+/// What the dispatcher tells a node each heartbeat.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// When to send the next heartbeat, in milliseconds.
+    pub period_ms: u64,
+    /// Every manager's control address.
+    pub managers: Vec<String>,
+    /// The role the node should have: a change means promote or demote.
+    pub manager: bool,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum Failure {
+    /// Only the leader does this; here is where it is, if known.
+    #[error("not the leader (leader: {})", leader.as_deref().unwrap_or("unknown"))]
+    NotLeader {
+        /// The leader's control address.
+        leader: Option<String>,
+    },
+    /// The caller may not do this (no or wrong certificate, wrong token, removed node).
+    #[error("{0}")]
+    Denied(String),
+    /// A write was refused by the store.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// The request is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The manager failed.
+    #[error("{0}")]
+    Internal(String),
+}

@@ -1,0 +1,318 @@
+//! A harness for in-process clusters: each node is a real daemon with its own data directory,
+//! API socket and control port on loopback.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{NodeSpecRoleEnum, NodeState, Reachability, SwarmInitRequest, SwarmJoinRequest};
+use bollard::query_parameters::{DeleteNodeOptionsBuilder, ListNodesOptions, UpdateNodeOptionsBuilder, UpdateSwarmOptionsBuilder};
+use shoal::daemon::{DaemonArgs, ExecutorChoice};
+use shoal::pki::NodeCredentials;
+use shoal::rpc::proto::{Request, Response};
+use shoal::rpc::{Connection, Tls};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any condition may take to come true.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `condition` until it holds, or fails the test saying what never happened.
+pub async fn eventually<F, Fut>(what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within {PATIENCE:?}");
+}
+
+/// One daemon.
+struct TestNode {
+    name: String,
+    dir: TempDir,
+    running: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl TestNode {
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("shoal.sock")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    async fn start(&mut self) {
+        let args = DaemonArgs {
+            socket: self.socket(),
+            data_dir: self.data_dir(),
+            hostname: Some(self.name.clone()),
+            executor: ExecutorChoice::Process,
+            docker_host: "unix:///nonexistent".into(),
+        };
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(shoal::daemon::run_until(args, async {
+            let _ = stopped.await;
+        }));
+        self.running = Some((stop, task));
+        let client = self.client();
+        eventually(&format!("{} answers its socket", self.name), || async { client.ping().await.is_ok() }).await;
+    }
+
+    async fn stop(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            task.await.expect("daemon task").expect("daemon stops cleanly");
+        }
+    }
+
+    fn client(&self) -> Docker {
+        Docker::connect_with_unix(self.socket().to_str().unwrap(), 30, bollard::API_DEFAULT_VERSION).unwrap()
+    }
+}
+
+/// What `node ls` says about the managers.
+#[derive(Debug, Default)]
+pub struct ManagersView {
+    /// Nodes with the manager role and a place in Raft.
+    pub managers: usize,
+    /// Managers shown Leader.
+    pub leaders: usize,
+    /// Managers shown Reachable.
+    pub reachable: usize,
+}
+
+/// Several daemons that form one swarm.
+pub struct Cluster {
+    nodes: Vec<TestNode>,
+}
+
+impl Cluster {
+    /// `count` managers: the first inits the swarm, the others join with the manager token.
+    pub async fn managers(count: usize) -> Cluster {
+        let mut cluster = Cluster { nodes: Vec::new() };
+        let first = cluster.add_node().await;
+        let init = SwarmInitRequest {
+            listen_addr: Some("127.0.0.1:0".into()),
+            advertise_addr: Some("127.0.0.1".into()),
+            ..Default::default()
+        };
+        cluster.client(first).init_swarm(init).await.expect("swarm init");
+        for _ in 1..count {
+            let token = cluster.client(0).inspect_swarm().await.unwrap().join_tokens.unwrap().manager.unwrap();
+            let addr = cluster.control_addr(0).await;
+            let node = cluster.add_node().await;
+            cluster.join(node, &token, &addr).await.expect("manager join");
+        }
+        eventually("every manager is in Raft", || async { cluster.managers_view(0).await.reachable == count }).await;
+        cluster
+    }
+
+    async fn add_node(&mut self) -> usize {
+        let index = self.nodes.len();
+        let mut node =
+            TestNode { name: format!("n{}", index + 1), dir: tempfile::tempdir().unwrap(), running: None };
+        node.start().await;
+        self.nodes.push(node);
+        index
+    }
+
+    /// A new node joined as a worker.
+    pub async fn join_worker(&mut self) -> usize {
+        let token = self.worker_token(0).await;
+        let addr = self.control_addr(0).await;
+        let node = self.add_node().await;
+        self.join(node, &token, &addr).await.expect("worker join");
+        node
+    }
+
+    async fn join(&self, node: usize, token: &str, addr: &str) -> Result<(), String> {
+        let request = SwarmJoinRequest {
+            listen_addr: Some("127.0.0.1:0".into()),
+            advertise_addr: Some("127.0.0.1".into()),
+            remote_addrs: Some(vec![addr.to_string()]),
+            join_token: Some(token.to_string()),
+            ..Default::default()
+        };
+        self.client(node).join_swarm(request).await.map_err(|e| e.to_string())
+    }
+
+    /// A new node tries to join with `token`; the error text if it is refused.
+    pub async fn try_join(&mut self, token: &str, addr: &str) -> Result<(), String> {
+        let node = self.add_node().await;
+        self.join(node, token, addr).await
+    }
+
+    /// The API client of node `i`.
+    pub fn client(&self, i: usize) -> Docker {
+        self.nodes[i].client()
+    }
+
+    /// Stops node `i` (its data stays).
+    pub async fn stop(&mut self, i: usize) {
+        self.nodes[i].stop().await;
+    }
+
+    /// Starts node `i` again on its data.
+    pub async fn start(&mut self, i: usize) {
+        self.nodes[i].start().await;
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(&mut self) {
+        for node in &mut self.nodes {
+            node.stop().await;
+        }
+    }
+
+    /// Node `i`'s swarm node ID.
+    pub async fn node_id(&self, i: usize) -> String {
+        self.client(i).info().await.unwrap().swarm.unwrap().node_id.unwrap()
+    }
+
+    /// Node `i`'s control address (it must be a manager).
+    pub async fn control_addr(&self, i: usize) -> String {
+        let id = self.node_id(i).await;
+        let node = self.client(i).inspect_node(&id).await.unwrap();
+        node.manager_status.unwrap().addr.unwrap()
+    }
+
+    /// The index of the node that leads Raft.
+    pub async fn leader_index(&self) -> usize {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].running.is_none() {
+                continue;
+            }
+            let id = self.node_id(i).await;
+            if let Ok(node) = self.client(i).inspect_node(&id).await {
+                if node.manager_status.and_then(|m| m.leader) == Some(true) {
+                    return i;
+                }
+            }
+        }
+        panic!("no node leads");
+    }
+
+    /// What node `i` shows about the managers.
+    pub async fn managers_view(&self, i: usize) -> ManagersView {
+        let Ok(nodes) = self.client(i).list_nodes(None::<ListNodesOptions>).await else {
+            return ManagersView::default();
+        };
+        let mut view = ManagersView::default();
+        for status in nodes.into_iter().filter_map(|n| n.manager_status) {
+            view.managers += 1;
+            view.leaders += usize::from(status.leader == Some(true));
+            view.reachable += usize::from(status.reachability == Some(Reachability::REACHABLE));
+        }
+        view
+    }
+
+    /// The state (`ready`, `down`) node `i` shows for node `id`.
+    pub async fn node_state(&self, i: usize, id: &str) -> String {
+        let node = self.client(i).inspect_node(id).await.ok();
+        let state = node.and_then(|n| n.status).and_then(|s| s.state).unwrap_or(NodeState::UNKNOWN);
+        state.to_string()
+    }
+
+    /// The worker join token as node `i` shows it.
+    pub async fn worker_token(&self, i: usize) -> String {
+        match self.client(i).inspect_swarm().await {
+            Ok(swarm) => swarm.join_tokens.unwrap().worker.unwrap(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Rotates the worker token through node `i`; returns the new token.
+    pub async fn rotate_worker_token(&self, i: usize) -> String {
+        let client = self.client(i);
+        let mut last_error = String::new();
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            let swarm = match client.inspect_swarm().await {
+                Ok(swarm) => swarm,
+                Err(e) => {
+                    last_error = e.to_string();
+                    continue;
+                }
+            };
+            let version = swarm.version.unwrap().index.unwrap() as i64;
+            let options = UpdateSwarmOptionsBuilder::new().version(version).rotate_worker_token(true).build();
+            match client.update_swarm(swarm.spec.unwrap(), options).await {
+                Ok(()) => return self.worker_token(i).await,
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no write through node {i}: {last_error}");
+    }
+
+    /// Sets the dispatcher heartbeat period through node `i`.
+    pub async fn set_heartbeat(&self, i: usize, period: Duration) {
+        let client = self.client(i);
+        let swarm = client.inspect_swarm().await.unwrap();
+        let mut spec = swarm.spec.unwrap();
+        spec.dispatcher.get_or_insert_with(Default::default).heartbeat_period = Some(period.as_nanos() as i64);
+        let options = UpdateSwarmOptionsBuilder::new().version(swarm.version.unwrap().index.unwrap() as i64).build();
+        client.update_swarm(spec, options).await.unwrap();
+    }
+
+    /// Changes node `id`'s role through node `i`.
+    pub async fn set_role(&self, i: usize, id: &str, role: NodeSpecRoleEnum) -> Result<(), String> {
+        let client = self.client(i);
+        let node = client.inspect_node(id).await.map_err(|e| e.to_string())?;
+        let mut spec = node.spec.unwrap();
+        spec.role = Some(role);
+        let options = UpdateNodeOptionsBuilder::new().version(node.version.unwrap().index.unwrap() as i64).build();
+        client.update_node(id, spec, options).await.map_err(|e| e.to_string())
+    }
+
+    /// Removes node `id` through node `i` (no force).
+    pub async fn remove_node(&self, i: usize, id: &str) -> Result<(), String> {
+        let options = DeleteNodeOptionsBuilder::new().force(false).build();
+        self.client(i).delete_node(id, Some(options)).await.map_err(|e| e.to_string())
+    }
+
+    async fn call_as(&self, i: usize, addr: &str, request: Request) -> String {
+        let dir = self.nodes[i].data_dir().join("swarm/certificates");
+        let credentials = NodeCredentials::load(&dir).unwrap().unwrap();
+        let cluster = shoal::pki::NodeIdentity::from_cert_pem(&credentials.cert_pem).unwrap().cluster_id;
+        let tls = Arc::new(Tls::new(&credentials, &cluster).unwrap());
+        let mut connection = Connection::connect(addr, tls.client_config(), Duration::from_secs(5)).await.unwrap();
+        match connection.call::<Request, Response>(&request, Duration::from_secs(5)).await {
+            Ok(response) => format!("{response:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// What a manager answers a Raft vote request made with node `i`'s certificate.
+    pub async fn raft_vote_as(&self, i: usize, addr: &str) -> String {
+        let vote = openraft::raft::VoteRequest { vote: openraft::Vote::new(99, 1), last_log_id: None };
+        self.call_as(i, addr, Request::Vote(vote)).await
+    }
+
+    /// What a manager answers a heartbeat made with node `i`'s certificate.
+    pub async fn heartbeat_as(&self, i: usize, addr: &str) -> String {
+        self.call_as(i, addr, Request::Heartbeat).await
+    }
+}
+
+/// Whether a plaintext client on the control port is left without an answer.
+pub async fn plaintext_gets_no_answer(addr: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return false };
+    let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+    // A TLS server answers garbage with an alert or a close, never with data we asked for.
+    !matches!(read, Ok(Ok(n)) if n > 0 && buf[..n].starts_with(b"HTTP"))
+}
