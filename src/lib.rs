@@ -8,4 +8,5 @@ pub mod cli;
 pub mod daemon;
 pub mod fsutil;
 pub mod pki;
+pub mod rpc;
 pub mod store;
