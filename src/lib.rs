@@ -10,4 +10,5 @@ pub mod daemon;
 pub mod fsutil;
 pub mod manager;
 pub mod pki;
+pub mod rpc;
 pub mod store;
