@@ -3,8 +3,8 @@
 //! The module map follows the three paths of ARCHITECTURE.md: the desired-state path
 //! (`api` -> `store`), the route path and the packet path (`net`, later issues).
 
-pub mod api;
 pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod daemon;
 pub mod fsutil;

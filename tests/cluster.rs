@@ -58,7 +58,10 @@ async fn five_managers_keep_quorum_with_two_down() {
     }
     let token = cluster.rotate_worker_token(leader).await;
     let up = (0..5).find(|i| *i != leader && !down.contains(i)).unwrap();
-    eventually("a write with two of five managers down", || async { cluster.worker_token(up).await == token }).await;
+    eventually("a write with two of five managers down", || async {
+        cluster.worker_token(up).await == token
+    })
+    .await;
     eventually("the two dead managers are unreachable", || async {
         cluster.managers_view(leader).await.reachable == 3
     })
@@ -71,20 +74,36 @@ async fn workers_are_promoted_and_demoted() {
     let mut cluster = Cluster::managers(1).await;
     let worker = cluster.join_worker().await;
     let id = cluster.node_id(worker).await;
-    cluster.set_role(0, &id, NodeSpecRoleEnum::MANAGER).await.unwrap();
+    cluster
+        .set_role(0, &id, NodeSpecRoleEnum::MANAGER)
+        .await
+        .unwrap();
     eventually("the promoted node is a reachable manager", || async {
         cluster.managers_view(0).await.reachable == 2
     })
     .await;
     eventually("the promoted node serves the manager API", || async {
-        cluster.client(worker).list_nodes(None::<bollard::query_parameters::ListNodesOptions>).await.is_ok()
+        cluster
+            .client(worker)
+            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+            .await
+            .is_ok()
     })
     .await;
 
-    cluster.set_role(0, &id, NodeSpecRoleEnum::WORKER).await.unwrap();
-    eventually("the demoted node left Raft", || async { cluster.managers_view(0).await.managers == 1 }).await;
+    cluster
+        .set_role(0, &id, NodeSpecRoleEnum::WORKER)
+        .await
+        .unwrap();
+    eventually("the demoted node left Raft", || async {
+        cluster.managers_view(0).await.managers == 1
+    })
+    .await;
     let first = cluster.node_id(0).await;
-    let err = cluster.set_role(0, &first, NodeSpecRoleEnum::WORKER).await.unwrap_err();
+    let err = cluster
+        .set_role(0, &first, NodeSpecRoleEnum::WORKER)
+        .await
+        .unwrap_err();
     assert!(err.contains("last manager"), "{err}");
     cluster.shutdown().await;
 }
@@ -98,13 +117,22 @@ async fn bad_tokens_and_strangers_are_refused() {
     // Right CA, wrong secret.
     let (digest, _) = token.rsplit_once('-').unwrap();
     let wrong_secret = format!("{digest}-{}", "1".repeat(25));
-    let err = cluster.try_join(&wrong_secret, &manager_addr).await.unwrap_err();
+    let err = cluster
+        .try_join(&wrong_secret, &manager_addr)
+        .await
+        .unwrap_err();
     assert!(err.contains("A valid join token is necessary"), "{err}");
 
     // A token for another CA.
     let other_ca = format!("SWMTKN-1-{}-{}", "2".repeat(50), "3".repeat(25));
-    let err = cluster.try_join(&other_ca, &manager_addr).await.unwrap_err();
-    assert!(err.contains("remote CA does not match fingerprint"), "{err}");
+    let err = cluster
+        .try_join(&other_ca, &manager_addr)
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("remote CA does not match fingerprint"),
+        "{err}"
+    );
 
     // Plaintext on the control port gets nothing, and the manager keeps serving.
     assert!(common::plaintext_gets_no_answer(&manager_addr).await);
@@ -118,7 +146,10 @@ async fn bad_tokens_and_strangers_are_refused() {
     cluster.set_heartbeat(0, Duration::from_secs(1)).await;
     let id = cluster.node_id(worker).await;
     cluster.stop(worker).await;
-    eventually("the stopped worker is down", || async { cluster.node_state(0, &id).await == "down" }).await;
+    eventually("the stopped worker is down", || async {
+        cluster.node_state(0, &id).await == "down"
+    })
+    .await;
     cluster.remove_node(0, &id).await.unwrap();
     let answer = cluster.heartbeat_as(worker, &manager_addr).await;
     assert!(answer.contains("removed"), "{answer}");
@@ -131,13 +162,21 @@ async fn a_dead_worker_is_down_and_a_live_one_cannot_be_removed() {
     cluster.set_heartbeat(0, Duration::from_secs(1)).await;
     let worker = cluster.join_worker().await;
     let id = cluster.node_id(worker).await;
-    eventually("the worker is ready", || async { cluster.node_state(0, &id).await == "ready" }).await;
+    eventually("the worker is ready", || async {
+        cluster.node_state(0, &id).await == "ready"
+    })
+    .await;
     let err = cluster.remove_node(0, &id).await.unwrap_err();
     assert!(err.contains("is not down"), "{err}");
     cluster.stop(worker).await;
-    eventually("the stopped worker is down", || async { cluster.node_state(0, &id).await == "down" }).await;
+    eventually("the stopped worker is down", || async {
+        cluster.node_state(0, &id).await == "down"
+    })
+    .await;
     cluster.start(worker).await;
-    eventually("the restarted worker is ready again", || async { cluster.node_state(0, &id).await == "ready" })
-        .await;
+    eventually("the restarted worker is ready again", || async {
+        cluster.node_state(0, &id).await == "ready"
+    })
+    .await;
     cluster.shutdown().await;
 }

@@ -48,13 +48,22 @@ pub struct AgentConfig {
 }
 
 /// Starts the agent; it runs until `stop` turns true.
-pub fn spawn(config: AgentConfig, events: mpsc::Sender<AgentEvent>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(
+    config: AgentConfig,
+    events: mpsc::Sender<AgentEvent>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     let renew_at = NodeCredentials::load(&config.certificates_dir)
         .ok()
         .flatten()
         .and_then(|current| renewal_time(&current.cert_pem).ok())
         .unwrap_or_else(SystemTime::now);
-    let agent = Agent { config, events, leader: None, renew_at };
+    let agent = Agent {
+        config,
+        events,
+        leader: None,
+        renew_at,
+    };
     tokio::spawn(agent.run(stop))
 }
 
@@ -76,7 +85,12 @@ enum SessionEnd {
 impl Agent {
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
         loop {
-            let candidates: Vec<String> = self.leader.take().into_iter().chain(self.config.managers.clone()).collect();
+            let candidates: Vec<String> = self
+                .leader
+                .take()
+                .into_iter()
+                .chain(self.config.managers.clone())
+                .collect();
             for addr in candidates {
                 let end = tokio::select! {
                     _ = stop.wait_for(|stop| *stop) => return,
@@ -87,7 +101,9 @@ impl Agent {
                         self.leader = leader;
                         break;
                     }
-                    SessionEnd::Failed(reason) => tracing::debug!(manager = %addr, "session ended: {reason}"),
+                    SessionEnd::Failed(reason) => {
+                        tracing::debug!(manager = %addr, "session ended: {reason}")
+                    }
                 }
             }
             tokio::select! {
@@ -104,9 +120,14 @@ impl Agent {
             Err(e) => return SessionEnd::Failed(e.to_string()),
         };
         loop {
-            let info = match connection.call::<Request, Response>(&Request::Heartbeat, CALL_TIMEOUT).await {
+            let info = match connection
+                .call::<Request, Response>(&Request::Heartbeat, CALL_TIMEOUT)
+                .await
+            {
                 Ok(Response::Session(info)) => info,
-                Ok(Response::Failed(Failure::NotLeader { leader })) => return SessionEnd::Redirect(leader),
+                Ok(Response::Failed(Failure::NotLeader { leader })) => {
+                    return SessionEnd::Redirect(leader);
+                }
                 Ok(Response::Failed(failure)) => {
                     tracing::warn!(manager = %addr, "the manager refused this node's session: {failure}");
                     return SessionEnd::Failed(failure.to_string());
@@ -122,10 +143,16 @@ impl Agent {
     }
 
     /// Acts on what the dispatcher said: new managers, a new role, a due renewal.
-    async fn follow(&mut self, connection: &mut Connection, info: &SessionInfo) -> anyhow::Result<()> {
+    async fn follow(
+        &mut self,
+        connection: &mut Connection,
+        info: &SessionInfo,
+    ) -> anyhow::Result<()> {
         if info.managers != self.config.managers && !info.managers.is_empty() {
             self.config.managers = info.managers.clone();
-            self.events.send(AgentEvent::Managers(info.managers.clone())).await?;
+            self.events
+                .send(AgentEvent::Managers(info.managers.clone()))
+                .await?;
         }
         let role_changed = info.manager != self.config.manager;
         if role_changed || SystemTime::now() >= self.renew_at {
@@ -133,7 +160,11 @@ impl Agent {
         }
         if role_changed {
             self.config.manager = info.manager;
-            self.events.send(AgentEvent::Role { manager: info.manager }).await?;
+            self.events
+                .send(AgentEvent::Role {
+                    manager: info.manager,
+                })
+                .await?;
         }
         Ok(())
     }
@@ -141,14 +172,24 @@ impl Agent {
     /// Gets a certificate for a fresh key, saves it, and uses it for new connections.
     async fn renew(&mut self, connection: &mut Connection) -> anyhow::Result<()> {
         let dir = &self.config.certificates_dir;
-        let current = NodeCredentials::load(dir)?.ok_or_else(|| anyhow::anyhow!("no certificate in {}", dir.display()))?;
+        let current = NodeCredentials::load(dir)?
+            .ok_or_else(|| anyhow::anyhow!("no certificate in {}", dir.display()))?;
         let key = NodeKey::generate()?;
-        let request = Request::Renew { csr_pem: key.csr_pem()? };
-        let cert_pem = match connection.call::<Request, Response>(&request, CALL_TIMEOUT).await? {
+        let request = Request::Renew {
+            csr_pem: key.csr_pem()?,
+        };
+        let cert_pem = match connection
+            .call::<Request, Response>(&request, CALL_TIMEOUT)
+            .await?
+        {
             Response::Certificate { cert_pem } => cert_pem,
             other => anyhow::bail!("certificate renewal refused: {other:?}"),
         };
-        let renewed = NodeCredentials { ca_cert_pem: current.ca_cert_pem, cert_pem, key_pem: key.key_pem() };
+        let renewed = NodeCredentials {
+            ca_cert_pem: current.ca_cert_pem,
+            cert_pem,
+            key_pem: key.key_pem(),
+        };
         renewed.save(dir)?;
         self.config.tls.update(&renewed)?;
         self.renew_at = renewal_time(&renewed.cert_pem)?;
@@ -175,11 +216,23 @@ mod tests {
         let ca = RootCa::generate().unwrap();
         let key = NodeKey::generate().unwrap();
         let life = Duration::from_secs(10 * 3600);
-        let cert = ca.sign_csr(&key.csr_pem().unwrap(), "n", Role::Worker, "c", life).unwrap();
-        let remaining = NodeIdentity::from_cert_pem(&cert).unwrap().not_after.duration_since(SystemTime::now()).unwrap();
+        let cert = ca
+            .sign_csr(&key.csr_pem().unwrap(), "n", Role::Worker, "c", life)
+            .unwrap();
+        let remaining = NodeIdentity::from_cert_pem(&cert)
+            .unwrap()
+            .not_after
+            .duration_since(SystemTime::now())
+            .unwrap();
         for _ in 0..20 {
-            let at = renewal_time(&cert).unwrap().duration_since(SystemTime::now()).unwrap();
-            assert!(at >= remaining.mul_f64(0.49) && at <= remaining.mul_f64(0.8), "{at:?} of {remaining:?}");
+            let at = renewal_time(&cert)
+                .unwrap()
+                .duration_since(SystemTime::now())
+                .unwrap();
+            assert!(
+                at >= remaining.mul_f64(0.49) && at <= remaining.mul_f64(0.8),
+                "{at:?} of {remaining:?}"
+            );
         }
     }
 }

@@ -38,8 +38,12 @@ pub struct VersionQuery {
 impl VersionQuery {
     /// The version, which updates require.
     pub fn version(&self) -> Result<u64, ApiError> {
-        let raw = self.version.as_deref().ok_or_else(|| ApiError::bad_request("missing version parameter"))?;
-        raw.parse().map_err(|_| ApiError::bad_request(format!("invalid version parameter {raw:?}")))
+        let raw = self
+            .version
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("missing version parameter"))?;
+        raw.parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid version parameter {raw:?}")))
     }
 }
 

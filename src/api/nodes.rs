@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use bollard::models::{ManagerStatus, NodeSpec, NodeSpecRoleEnum, NodeState, ObjectVersion, Reachability};
+use bollard::models::{
+    ManagerStatus, NodeSpec, NodeSpecRoleEnum, NodeState, ObjectVersion, Reachability,
+};
 use serde::Deserialize;
 
 use super::body::{Filters, JsonBody, VersionQuery, flag};
@@ -111,7 +113,11 @@ pub fn to_model(node: &Node, manager: &Manager) -> bollard::models::Node {
         let is_leader = leader == Some(m.raft_id);
         ManagerStatus {
             leader: Some(is_leader),
-            reachability: Some(if is_leader || m.reachable { Reachability::REACHABLE } else { Reachability::UNREACHABLE }),
+            reachability: Some(if is_leader || m.reachable {
+                Reachability::REACHABLE
+            } else {
+                Reachability::UNREACHABLE
+            }),
             addr: Some(m.addr.clone()),
         }
     });
@@ -142,7 +148,9 @@ pub async fn update(
     let updated = {
         let applied = manager.store.read();
         let node = find(&applied.state, &name)?;
-        if node.spec.role == Some(NodeSpecRoleEnum::MANAGER) && spec.role == Some(NodeSpecRoleEnum::WORKER) {
+        if node.spec.role == Some(NodeSpecRoleEnum::MANAGER)
+            && spec.role == Some(NodeSpecRoleEnum::WORKER)
+        {
             check_demotion(&applied.state, node)?;
         }
         let mut updated = node.clone();
@@ -150,19 +158,39 @@ pub async fn update(
         updated.meta.touch();
         updated
     };
-    let change = Change::Put { object: Object::Node(updated), precondition: Precondition::Version(version) };
-    manager.propose(Proposal { changes: vec![change] }).await?;
+    let change = Change::Put {
+        object: Object::Node(updated),
+        precondition: Precondition::Version(version),
+    };
+    manager
+        .propose(Proposal {
+            changes: vec![change],
+        })
+        .await?;
     Ok(())
 }
 
 fn check_demotion(state: &ClusterState, node: &Node) -> ApiResult<()> {
-    let voters: Vec<&Node> = state.nodes.values().filter(|n| n.manager.is_some()).collect();
-    let managers = state.nodes.values().filter(|n| n.spec.role == Some(NodeSpecRoleEnum::MANAGER)).count();
+    let voters: Vec<&Node> = state
+        .nodes
+        .values()
+        .filter(|n| n.manager.is_some())
+        .collect();
+    let managers = state
+        .nodes
+        .values()
+        .filter(|n| n.spec.role == Some(NodeSpecRoleEnum::MANAGER))
+        .count();
     if managers <= 1 {
-        return Err(ApiError::bad_request("attempting to demote the last manager of the swarm"));
+        return Err(ApiError::bad_request(
+            "attempting to demote the last manager of the swarm",
+        ));
     }
     let remaining: Vec<&&Node> = voters.iter().filter(|n| n.id != node.id).collect();
-    let reachable = remaining.iter().filter(|n| n.manager.as_ref().is_some_and(|m| m.reachable)).count();
+    let reachable = remaining
+        .iter()
+        .filter(|n| n.manager.as_ref().is_some_and(|m| m.reachable))
+        .count();
     if reachable < remaining.len() / 2 + 1 {
         return Err(ApiError::bad_request(
             "can't remove member from the raft: this would result in a loss of quorum",
@@ -195,8 +223,15 @@ pub async fn remove(
         }
         node.id.clone()
     };
-    let key = ObjectKey { kind: Kind::Node, id };
-    manager.propose(Proposal { changes: vec![Change::Delete { key }] }).await?;
+    let key = ObjectKey {
+        kind: Kind::Node,
+        id,
+    };
+    manager
+        .propose(Proposal {
+            changes: vec![Change::Delete { key }],
+        })
+        .await?;
     Ok(())
 }
 

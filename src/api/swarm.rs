@@ -26,11 +26,8 @@ pub async fn init(
 /// `GET /swarm`: the swarm with its join tokens (managers only).
 pub async fn inspect(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<bollard::models::Swarm>> {
     let manager = super::manager(&daemon).await?;
-    let applied = manager.store.read();
-    let cluster = applied
-        .state
-        .cluster()
-        .ok_or_else(ApiError::not_a_manager)?;
+    let cluster = manager.cluster().ok_or_else(ApiError::not_a_manager)?;
+    let ca = manager.root_ca().map_err(ApiError::internal)?;
     Ok(Json(bollard::models::Swarm {
         id: Some(cluster.id.clone()),
         version: Some(ObjectVersion {
@@ -68,7 +65,10 @@ pub async fn leave(
 }
 
 /// `POST /swarm/join`
-pub async fn join(State(daemon): State<Arc<Daemon>>, JsonBody(request): JsonBody<SwarmJoinRequest>) -> ApiResult<()> {
+pub async fn join(
+    State(daemon): State<Arc<Daemon>>,
+    JsonBody(request): JsonBody<SwarmJoinRequest>,
+) -> ApiResult<()> {
     daemon.join_swarm(request).await?;
     Ok(())
 }
@@ -94,9 +94,15 @@ pub async fn update(
     let version = query.version.version()?;
     let mut cluster = manager.cluster().ok_or_else(ApiError::not_a_manager)?;
     let spec = with_defaults(spec);
-    let expiry = spec.ca_config.as_ref().and_then(|ca| ca.node_cert_expiry).unwrap_or_default();
+    let expiry = spec
+        .ca_config
+        .as_ref()
+        .and_then(|ca| ca.node_cert_expiry)
+        .unwrap_or_default();
     if (expiry as u128) < MIN_NODE_CERT_VALIDITY.as_nanos() {
-        return Err(ApiError::bad_request("minimum certificate expiry time is 1h0m0s"));
+        return Err(ApiError::bad_request(
+            "minimum certificate expiry time is 1h0m0s",
+        ));
     }
     let digest = manager.root_ca().map_err(ApiError::internal)?.digest();
     if flag(query.rotate_worker_token.as_deref()) {
@@ -107,7 +113,14 @@ pub async fn update(
     }
     cluster.spec = spec;
     cluster.meta.touch();
-    let change = Change::Put { object: Object::Cluster(cluster), precondition: Precondition::Version(version) };
-    manager.propose(Proposal { changes: vec![change] }).await?;
+    let change = Change::Put {
+        object: Object::Cluster(cluster),
+        precondition: Precondition::Version(version),
+    };
+    manager
+        .propose(Proposal {
+            changes: vec![change],
+        })
+        .await?;
     Ok(())
 }

@@ -114,7 +114,13 @@ fn node_info(node: &SwarmNode) -> SwarmInfo {
             control_available: Some(false),
             error: Some(String::new()),
             remote_managers: Some(
-                node.managers().into_iter().map(|addr| PeerNode { node_id: None, addr: Some(addr) }).collect(),
+                node.managers()
+                    .into_iter()
+                    .map(|addr| PeerNode {
+                        node_id: None,
+                        addr: Some(addr),
+                    })
+                    .collect(),
             ),
             ..Default::default()
         },

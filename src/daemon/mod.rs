@@ -81,7 +81,10 @@ impl Daemon {
     }
 
     /// Creates a swarm with this node as its first manager.
-    pub async fn init_swarm(&self, request: bollard::models::SwarmInitRequest) -> Result<Arc<SwarmNode>, SwarmError> {
+    pub async fn init_swarm(
+        &self,
+        request: bollard::models::SwarmInitRequest,
+    ) -> Result<Arc<SwarmNode>, SwarmError> {
         let mut membership = self.swarm.write().await;
         if membership.is_some() {
             return Err(SwarmError::AlreadyInSwarm);
@@ -93,7 +96,10 @@ impl Daemon {
     }
 
     /// Joins a swarm through one of its managers.
-    pub async fn join_swarm(&self, request: bollard::models::SwarmJoinRequest) -> Result<Arc<SwarmNode>, SwarmError> {
+    pub async fn join_swarm(
+        &self,
+        request: bollard::models::SwarmJoinRequest,
+    ) -> Result<Arc<SwarmNode>, SwarmError> {
         let mut membership = self.swarm.write().await;
         if membership.is_some() {
             return Err(SwarmError::AlreadyInSwarm);
@@ -126,7 +132,10 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the daemon until `shutdown` completes (tests run several in one process this way).
-pub async fn run_until(args: DaemonArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run_until(
+    args: DaemonArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
     let hostname = match args.hostname {
         Some(name) => name,

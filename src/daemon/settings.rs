@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bollard::models::{
-    NodeSpecAvailabilityEnum, SwarmInitRequest, SwarmJoinRequest, SwarmSpec, SwarmSpecCaConfig, SwarmSpecDispatcher,
-    SwarmSpecOrchestration, SwarmSpecRaft,
+    NodeSpecAvailabilityEnum, SwarmInitRequest, SwarmJoinRequest, SwarmSpec, SwarmSpecCaConfig,
+    SwarmSpecDispatcher, SwarmSpecOrchestration, SwarmSpecRaft,
 };
 
 use super::host;
@@ -69,15 +69,26 @@ pub struct JoinSettings {
 impl JoinSettings {
     /// Checks a `POST /swarm/join` body.
     pub fn from_request(request: SwarmJoinRequest) -> Result<Self, SwarmError> {
-        let remote = request.remote_addrs.unwrap_or_default().into_iter().find(|a| !a.is_empty());
-        let remote = remote.ok_or_else(|| invalid("at least 1 RemoteAddr is required to join".into()))?;
-        let remote = if remote.parse::<SocketAddr>().is_ok() || remote.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let remote = request
+            .remote_addrs
+            .unwrap_or_default()
+            .into_iter()
+            .find(|a| !a.is_empty());
+        let remote =
+            remote.ok_or_else(|| invalid("at least 1 RemoteAddr is required to join".into()))?;
+        let remote = if remote.parse::<SocketAddr>().is_ok()
+            || remote
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             remote
         } else {
             format!("{remote}:{CONTROL_PORT}")
         };
         let token = request.join_token.unwrap_or_default();
-        token.parse::<JoinToken>().map_err(|e| invalid(e.to_string()))?;
+        token
+            .parse::<JoinToken>()
+            .map_err(|e| invalid(e.to_string()))?;
         let advertise = match request.advertise_addr.as_deref().filter(|a| !a.is_empty()) {
             Some(addr) => Some(parse_advertise_addr(addr)?),
             None => None,
@@ -97,8 +108,14 @@ impl InitSettings {
         let listen_addr = parse_listen_addr(request.listen_addr.as_deref().unwrap_or(""))?;
         let advertise = match request.advertise_addr.as_deref().filter(|a| !a.is_empty()) {
             Some(addr) => parse_advertise_addr(addr)?,
-            None if !listen_addr.ip().is_unspecified() => Advertise { ip: listen_addr.ip(), port: None },
-            None => Advertise { ip: only_interface_address()?, port: None },
+            None if !listen_addr.ip().is_unspecified() => Advertise {
+                ip: listen_addr.ip(),
+                port: None,
+            },
+            None => Advertise {
+                ip: only_interface_address()?,
+                port: None,
+            },
         };
         let data_path_port = match request.data_path_port.unwrap_or(0) {
             0 => DEFAULT_DATA_PATH_PORT,
@@ -155,11 +172,11 @@ fn parse_listen_addr(addr: &str) -> Result<SocketAddr, SwarmError> {
 }
 
 /// An IP, `IP:port` or an interface name, as `--advertise-addr` accepts.
-fn parse_advertise_addr(addr: &str) -> Result<IpAddr, SwarmError> {
-    let host = addr
-        .parse::<SocketAddr>()
-        .map(|s| s.ip().to_string())
-        .unwrap_or_else(|_| addr.to_string());
+fn parse_advertise_addr(addr: &str) -> Result<Advertise, SwarmError> {
+    let (host, port) = match addr.parse::<SocketAddr>() {
+        Ok(socket) => (socket.ip().to_string(), Some(socket.port())),
+        Err(_) => (addr.to_string(), None),
+    };
     let ip = resolve_ip(&host).map_err(|_| {
         invalid(format!("advertise address must be a non-zero IP address or network interface (with optional port number), not {addr}"))
     })?;
@@ -168,7 +185,7 @@ fn parse_advertise_addr(addr: &str) -> Result<IpAddr, SwarmError> {
             "advertise address must be a non-zero IP address, not {addr}"
         )));
     }
-    Ok(ip)
+    Ok(Advertise { ip, port })
 }
 
 fn resolve_ip(host: &str) -> Result<IpAddr, ()> {
@@ -189,12 +206,17 @@ fn resolve_ip(host: &str) -> Result<IpAddr, ()> {
 /// The address this host uses to reach `remote`: what docker advertises when told nothing.
 /// Connecting a UDP socket sends nothing; it only asks the kernel for the route.
 pub fn route_source(remote: &str) -> Result<IpAddr, SwarmError> {
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| SwarmError::Internal(e.into()))?;
+    let socket =
+        std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| SwarmError::Internal(e.into()))?;
     socket
         .connect(remote)
         .and_then(|_| socket.local_addr())
         .map(|local| local.ip())
-        .map_err(|e| invalid(format!("cannot find a route to {remote}: {e}; specify --advertise-addr")))
+        .map_err(|e| {
+            invalid(format!(
+                "cannot find a route to {remote}: {e}; specify --advertise-addr"
+            ))
+        })
 }
 
 /// Docker's choice when no address is given: the one address of the one interface.
@@ -289,11 +311,14 @@ mod tests {
 
     #[test]
     fn advertise_address_may_carry_a_port() {
-        let settings = InitSettings::from_request(request("192.0.2.1:2377")).unwrap();
+        let settings = InitSettings::from_request(request("192.0.2.1:2378")).unwrap();
         assert_eq!(
-            settings.advertise_addr,
+            settings.advertise.ip,
             "192.0.2.1".parse::<IpAddr>().unwrap()
         );
+        assert_eq!(settings.advertise.control_addr(4000).port(), 2378);
+        let plain = InitSettings::from_request(request("192.0.2.1")).unwrap();
+        assert_eq!(plain.advertise.control_addr(4000).port(), 4000);
     }
 
     #[test]
@@ -312,5 +337,4 @@ mod tests {
         };
         assert!(err(pool).contains("invalid default address pool"));
     }
-
 }

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bollard::models::{
-    EngineDescription, NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeState, NodeStatus, SwarmInitRequest,
-    SwarmJoinRequest,
+    EngineDescription, NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeState, NodeStatus,
+    SwarmInitRequest, SwarmJoinRequest,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -28,9 +28,10 @@ use crate::fsutil;
 use crate::manager::{Manager, ManagerConfig};
 use crate::pki::{self, JoinToken, NodeCredentials, NodeIdentity, NodeKey, Role, RootCa};
 use crate::rpc::proto::{Failure, JoinRequest, Request, Response};
-use crate::rpc::{Connection, Tls, tls};
+use crate::rpc::{Connection, Tls, anonymous_client_config, bootstrap_client_config};
 use crate::store::{
-    Change, Cluster, ManagerRecord, Meta, Node, Object, Precondition, Proposal, RaftId, RaftPeer, RootCaMaterial,
+    Change, Cluster, ManagerRecord, Meta, Node, Object, Precondition, Proposal, RaftId, RaftPeer,
+    RootCaMaterial,
 };
 
 /// How long a starting manager waits for Raft to elect a leader.
@@ -133,12 +134,18 @@ pub struct SwarmNode {
 impl SwarmNode {
     /// The manager this node runs, if it is one now.
     pub fn manager(&self) -> Option<Arc<Manager>> {
-        self.manager.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.manager
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The managers' control addresses as this node last heard them.
     pub fn managers(&self) -> Vec<String> {
-        self.managers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.managers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_manager(&self, manager: Option<Arc<Manager>>) {
@@ -154,15 +161,20 @@ impl SwarmNode {
             listen_addr: *self.listen_addr.lock().unwrap_or_else(|p| p.into_inner()),
             managers: self.managers(),
         };
-        fsutil::write_atomic(&state_file(&self.data_dir), &serde_json::to_vec_pretty(&state)?, 0o600)?;
+        fsutil::write_atomic(
+            &state_file(&self.data_dir),
+            &serde_json::to_vec_pretty(&state)?,
+            0o600,
+        )?;
         Ok(())
     }
 
     /// Starts this node's manager on the control port; `raft_id` names its Raft member.
     async fn start_manager(&self, raft_id: RaftId) -> anyhow::Result<Arc<Manager>> {
         let listen_addr = *self.listen_addr.lock().unwrap_or_else(|p| p.into_inner());
-        let listener =
-            TcpListener::bind(listen_addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen_addr}: {e}"))?;
+        let listener = TcpListener::bind(listen_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen_addr}: {e}"))?;
         let bound = listener.local_addr()?;
         *self.listen_addr.lock().unwrap_or_else(|p| p.into_inner()) = bound;
         let port = bound.port();
@@ -194,15 +206,26 @@ impl SwarmNode {
     }
 
     async fn ask_to_vote(&self, manager: &Manager) -> anyhow::Result<()> {
-        let request = Request::AddVoter { raft_id: manager.raft_id, addr: manager.control_addr.to_string() };
+        let request = Request::AddVoter {
+            raft_id: manager.raft_id,
+            addr: manager.control_addr.to_string(),
+        };
         let deadline = Instant::now() + JOIN_TIMEOUT;
         let mut leader = None;
         while Instant::now() < deadline {
-            let candidates: Vec<String> = Option::take(&mut leader).into_iter().chain(self.managers()).collect();
+            let candidates: Vec<String> = Option::take(&mut leader)
+                .into_iter()
+                .chain(self.managers())
+                .collect();
             for addr in candidates {
                 let answer = async {
-                    let mut connection = Connection::connect(&addr, self.tls.client_config(), JOIN_TIMEOUT).await?;
-                    anyhow::Ok(connection.call::<Request, Response>(&request, JOIN_TIMEOUT).await?)
+                    let mut connection =
+                        Connection::connect(&addr, self.tls.client_config(), JOIN_TIMEOUT).await?;
+                    anyhow::Ok(
+                        connection
+                            .call::<Request, Response>(&request, JOIN_TIMEOUT)
+                            .await?,
+                    )
                 };
                 match answer.await {
                     Ok(Response::Done) => return Ok(()),
@@ -210,7 +233,9 @@ impl SwarmNode {
                         leader = Some(at);
                         break;
                     }
-                    Ok(other) => tracing::debug!(manager = %addr, "not added to Raft yet: {other:?}"),
+                    Ok(other) => {
+                        tracing::debug!(manager = %addr, "not added to Raft yet: {other:?}")
+                    }
                     Err(e) => tracing::debug!(manager = %addr, "not added to Raft yet: {e}"),
                 }
             }
@@ -221,7 +246,11 @@ impl SwarmNode {
 
     /// Stops being a manager: the leader has taken this node out of Raft.
     async fn stop_manager(&self) -> anyhow::Result<()> {
-        let manager = self.manager.write().unwrap_or_else(|p| p.into_inner()).take();
+        let manager = self
+            .manager
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(manager) = manager {
             manager.shutdown().await;
         }
@@ -249,7 +278,10 @@ impl SwarmNode {
                 }
             }
         });
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend([agent, follower]);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend([agent, follower]);
     }
 
     async fn follow(&self, event: AgentEvent) -> anyhow::Result<()> {
@@ -258,8 +290,12 @@ impl SwarmNode {
                 *self.managers.lock().unwrap_or_else(|p| p.into_inner()) = managers;
                 self.save_state()
             }
-            AgentEvent::Role { manager: true } if self.manager().is_none() => self.become_manager().await,
-            AgentEvent::Role { manager: false } if self.manager().is_some() => self.stop_manager().await,
+            AgentEvent::Role { manager: true } if self.manager().is_none() => {
+                self.become_manager().await
+            }
+            AgentEvent::Role { manager: false } if self.manager().is_some() => {
+                self.stop_manager().await
+            }
             AgentEvent::Role { .. } => Ok(()),
         }
     }
@@ -316,10 +352,18 @@ pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Arc<SwarmNode>>> 
         }
         return Ok(None);
     };
-    let state: LocalState = serde_json::from_slice(&bytes)
-        .map_err(|e| anyhow::anyhow!("{} is corrupt ({e}); move it away to leave the swarm", state_path.display()))?;
-    let credentials = NodeCredentials::load(&certificates_dir(data_dir))?
-        .ok_or_else(|| anyhow::anyhow!("the node's certificates are missing from {}", data_dir.display()))?;
+    let state: LocalState = serde_json::from_slice(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is corrupt ({e}); move it away to leave the swarm",
+            state_path.display()
+        )
+    })?;
+    let credentials = NodeCredentials::load(&certificates_dir(data_dir))?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the node's certificates are missing from {}",
+            data_dir.display()
+        )
+    })?;
     let node = node_from(
         data_dir,
         Membership {
@@ -343,7 +387,11 @@ pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Arc<SwarmNode>>> 
 }
 
 /// Creates a new swarm with this node as its only manager.
-pub async fn init(data_dir: &Path, hostname: &str, request: SwarmInitRequest) -> Result<Arc<SwarmNode>, SwarmError> {
+pub async fn init(
+    data_dir: &Path,
+    hostname: &str,
+    request: SwarmInitRequest,
+) -> Result<Arc<SwarmNode>, SwarmError> {
     let settings = InitSettings::from_request(request)?;
     let result = create(data_dir, hostname, settings).await;
     if result.is_err() {
@@ -353,16 +401,35 @@ pub async fn init(data_dir: &Path, hostname: &str, request: SwarmInitRequest) ->
     result
 }
 
-async fn create(data_dir: &Path, hostname: &str, settings: InitSettings) -> Result<Arc<SwarmNode>, SwarmError> {
+async fn create(
+    data_dir: &Path,
+    hostname: &str,
+    settings: InitSettings,
+) -> Result<Arc<SwarmNode>, SwarmError> {
     let node_id = pki::new_id();
     let cluster_id = pki::new_id();
     let raft_id = new_raft_id();
     let ca = RootCa::generate()?;
     let key = NodeKey::generate()?;
-    let expiry = settings.spec.ca_config.as_ref().and_then(|ca| ca.node_cert_expiry).unwrap_or_default();
+    let expiry = settings
+        .spec
+        .ca_config
+        .as_ref()
+        .and_then(|ca| ca.node_cert_expiry)
+        .unwrap_or_default();
     let validity = Duration::from_nanos(expiry.max(0) as u64);
-    let cert_pem = ca.sign_csr(&key.csr_pem()?, &node_id, Role::Manager, &cluster_id, validity)?;
-    let credentials = NodeCredentials { ca_cert_pem: ca.cert_pem().into(), cert_pem, key_pem: key.key_pem() };
+    let cert_pem = ca.sign_csr(
+        &key.csr_pem()?,
+        &node_id,
+        Role::Manager,
+        &cluster_id,
+        validity,
+    )?;
+    let credentials = NodeCredentials {
+        ca_cert_pem: ca.cert_pem().into(),
+        cert_pem,
+        key_pem: key.key_pem(),
+    };
     credentials.save(&certificates_dir(data_dir))?;
     let node = node_from(
         data_dir,
@@ -379,14 +446,25 @@ async fn create(data_dir: &Path, hostname: &str, settings: InitSettings) -> Resu
     let control_addr = manager.control_addr.to_string();
     let founded = async {
         let store = &manager.store;
-        store.bootstrap(raft_id, RaftPeer { addr: control_addr.clone(), node_id: node_id.clone() }).await?;
+        store
+            .bootstrap(
+                raft_id,
+                RaftPeer {
+                    addr: control_addr.clone(),
+                    node_id: node_id.clone(),
+                },
+            )
+            .await?;
         store.wait_for_leader(LEADER_WAIT).await?;
         let digest = ca.digest();
         let cluster = Cluster {
             id: cluster_id.clone(),
             meta: Meta::now(),
             spec: settings.spec.clone(),
-            root_ca: RootCaMaterial { cert_pem: ca.cert_pem().into(), key_pem: ca.key_pem().into() },
+            root_ca: RootCaMaterial {
+                cert_pem: ca.cert_pem().into(),
+                key_pem: ca.key_pem().into(),
+            },
             worker_token: JoinToken::generate(&digest).to_string(),
             manager_token: JoinToken::generate(&digest).to_string(),
             default_addr_pool: settings.default_addr_pool.clone(),
@@ -402,17 +480,27 @@ async fn create(data_dir: &Path, hostname: &str, settings: InitSettings) -> Resu
                 availability: Some(settings.availability),
                 ..Default::default()
             },
-            description: NodeDescription { tls_info: Some(ca.tls_info()), ..describe(hostname) },
+            description: NodeDescription {
+                tls_info: Some(ca.tls_info()),
+                ..describe(hostname)
+            },
             status: NodeStatus {
                 state: Some(NodeState::READY),
                 addr: Some(settings.advertise.ip.to_string()),
                 ..Default::default()
             },
-            manager: Some(ManagerRecord { raft_id, addr: control_addr.clone(), reachable: true }),
+            manager: Some(ManagerRecord {
+                raft_id,
+                addr: control_addr.clone(),
+                reachable: true,
+            }),
         };
         let changes = [Object::Cluster(cluster), Object::Node(me)]
             .into_iter()
-            .map(|object| Change::Put { object, precondition: Precondition::Absent })
+            .map(|object| Change::Put {
+                object,
+                precondition: Precondition::Absent,
+            })
             .collect();
         store.propose(Proposal { changes }).await?;
         *node.managers.lock().unwrap_or_else(|p| p.into_inner()) = vec![control_addr.clone()];
@@ -433,14 +521,21 @@ fn describe(hostname: &str) -> NodeDescription {
         hostname: Some(hostname.into()),
         platform: Some(host::platform()),
         resources: Some(host::resources()),
-        engine: Some(EngineDescription { engine_version: Some(env!("CARGO_PKG_VERSION").into()), ..Default::default() }),
+        engine: Some(EngineDescription {
+            engine_version: Some(env!("CARGO_PKG_VERSION").into()),
+            ..Default::default()
+        }),
         tls_info: None,
     }
 }
 
 /// Joins an existing swarm through one of its managers, as a worker or a manager as the token
 /// says.
-pub async fn join(data_dir: &Path, hostname: &str, request: SwarmJoinRequest) -> Result<Arc<SwarmNode>, SwarmError> {
+pub async fn join(
+    data_dir: &Path,
+    hostname: &str,
+    request: SwarmJoinRequest,
+) -> Result<Arc<SwarmNode>, SwarmError> {
     let settings = JoinSettings::from_request(request)?;
     let result = enter(data_dir, hostname, settings).await;
     if result.is_err() {
@@ -449,8 +544,15 @@ pub async fn join(data_dir: &Path, hostname: &str, request: SwarmJoinRequest) ->
     result
 }
 
-async fn enter(data_dir: &Path, hostname: &str, settings: JoinSettings) -> Result<Arc<SwarmNode>, SwarmError> {
-    let token: JoinToken = settings.token.parse().map_err(|e: pki::PkiError| SwarmError::InvalidArgument(e.to_string()))?;
+async fn enter(
+    data_dir: &Path,
+    hostname: &str,
+    settings: JoinSettings,
+) -> Result<Arc<SwarmNode>, SwarmError> {
+    let token: JoinToken = settings
+        .token
+        .parse()
+        .map_err(|e: pki::PkiError| SwarmError::InvalidArgument(e.to_string()))?;
     let ca_pem = fetch_root_ca(&settings.remote, &token).await?;
     let advertise_ip = match settings.advertise {
         Some(advertise) => advertise.ip,
@@ -465,20 +567,39 @@ async fn enter(data_dir: &Path, hostname: &str, settings: JoinSettings) -> Resul
         advertise_addr: advertise_ip.to_string(),
         availability: None,
     });
-    let mut connection = Connection::connect(&settings.remote, tls::anonymous_client_config(&ca_pem)?, JOIN_TIMEOUT)
+    let mut connection = Connection::connect(
+        &settings.remote,
+        anonymous_client_config(&ca_pem).map_err(|e| SwarmError::Internal(e.into()))?,
+        JOIN_TIMEOUT,
+    )
+    .await
+    .map_err(|e| unreachable_manager(&settings.remote, e))?;
+    let joined = match connection
+        .call::<Request, Response>(&request, JOIN_TIMEOUT)
         .await
-        .map_err(|e| unreachable_manager(&settings.remote, e))?;
-    let joined = match connection.call::<Request, Response>(&request, JOIN_TIMEOUT).await {
+    {
         Ok(Response::Joined(joined)) => joined,
         Ok(Response::Failed(Failure::Denied(reason) | Failure::Invalid(reason))) => {
             return Err(SwarmError::InvalidArgument(reason));
         }
-        Ok(other) => return Err(SwarmError::Internal(anyhow::anyhow!("the manager could not admit this node: {other:?}"))),
+        Ok(other) => {
+            return Err(SwarmError::Internal(anyhow::anyhow!(
+                "the manager could not admit this node: {other:?}"
+            )));
+        }
         Err(e) => return Err(unreachable_manager(&settings.remote, e)),
     };
-    let credentials = NodeCredentials { ca_cert_pem: ca_pem, cert_pem: joined.cert_pem, key_pem: key.key_pem() };
+    let credentials = NodeCredentials {
+        ca_cert_pem: ca_pem,
+        cert_pem: joined.cert_pem,
+        key_pem: key.key_pem(),
+    };
     credentials.save(&certificates_dir(data_dir))?;
-    let managers = if joined.managers.is_empty() { vec![settings.remote.clone()] } else { joined.managers };
+    let managers = if joined.managers.is_empty() {
+        vec![settings.remote.clone()]
+    } else {
+        joined.managers
+    };
     let node = node_from(
         data_dir,
         Membership {
@@ -503,16 +624,31 @@ async fn enter(data_dir: &Path, hostname: &str, settings: JoinSettings) -> Resul
 /// Fetches the manager's root CA without trusting it yet, and trusts it only if it is the CA
 /// the token names.
 async fn fetch_root_ca(remote: &str, token: &JoinToken) -> Result<String, SwarmError> {
-    let mut connection = Connection::connect(remote, tls::bootstrap_client_config()?, JOIN_TIMEOUT)
+    let mut connection = Connection::connect(
+        remote,
+        bootstrap_client_config().map_err(|e| SwarmError::Internal(e.into()))?,
+        JOIN_TIMEOUT,
+    )
+    .await
+    .map_err(|e| unreachable_manager(remote, e))?;
+    let cert_pem = match connection
+        .call::<Request, Response>(&Request::RootCa, JOIN_TIMEOUT)
         .await
-        .map_err(|e| unreachable_manager(remote, e))?;
-    let cert_pem = match connection.call::<Request, Response>(&Request::RootCa, JOIN_TIMEOUT).await {
+    {
         Ok(Response::RootCa { cert_pem }) => cert_pem,
-        Ok(other) => return Err(SwarmError::Internal(anyhow::anyhow!("unexpected answer to a CA request: {other:?}"))),
+        Ok(other) => {
+            return Err(SwarmError::Internal(anyhow::anyhow!(
+                "unexpected answer to a CA request: {other:?}"
+            )));
+        }
         Err(e) => return Err(unreachable_manager(remote, e)),
     };
     if !token.ca_matches(&cert_pem) {
-        let expected: String = token.ca_digest().iter().map(|b| format!("{b:02x}")).collect();
+        let expected: String = token
+            .ca_digest()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         return Err(SwarmError::InvalidArgument(format!(
             "remote CA does not match fingerprint. Expected: {expected}"
         )));
@@ -556,7 +692,10 @@ mod tests {
         assert!(manager.is_leader());
         let (cluster_id, me) = {
             let applied = manager.store.read();
-            (applied.state.cluster().unwrap().id.clone(), applied.state.nodes[&node.node_id].clone())
+            (
+                applied.state.cluster().unwrap().id.clone(),
+                applied.state.nodes[&node.node_id].clone(),
+            )
         };
         assert_eq!(me.description.hostname.as_deref(), Some("h1"));
         node.shutdown().await;

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use bollard::models::{NodeDescription, NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState, NodeStatus};
+use bollard::models::{
+    NodeDescription, NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState, NodeStatus,
+};
 
 use super::Manager;
 use crate::pki::{self, Role, tokens_equal};
@@ -16,7 +18,9 @@ pub const INVALID_TOKEN: &str = "A valid join token is necessary to join this cl
 
 /// Admits a node that presented a valid token: a new node ID, a certificate, a node object.
 pub async fn join(manager: &Manager, request: JoinRequest) -> Result<Joined, Failure> {
-    let cluster = manager.cluster().ok_or_else(|| Failure::Internal("this manager has no swarm state yet".into()))?;
+    let cluster = manager
+        .cluster()
+        .ok_or_else(|| Failure::Internal("this manager has no swarm state yet".into()))?;
     // Compare against both tokens every time, so timing tells nothing about either.
     let is_worker = tokens_equal(&request.token, &cluster.worker_token);
     let is_manager = tokens_equal(&request.token, &cluster.manager_token);
@@ -25,42 +29,95 @@ pub async fn join(manager: &Manager, request: JoinRequest) -> Result<Joined, Fai
     }
     let addr = advertised_ip(&request.advertise_addr)?;
     let node_id = pki::new_id();
-    let role = if is_manager { Role::Manager } else { Role::Worker };
+    let role = if is_manager {
+        Role::Manager
+    } else {
+        Role::Worker
+    };
     let cert_pem = sign(manager, &cluster, &request.csr_pem, &node_id, role)?;
     let node = Node {
         id: node_id.clone(),
         meta: Meta::now(),
         spec: NodeSpec {
             labels: Some(HashMap::new()),
-            role: Some(if is_manager { NodeSpecRoleEnum::MANAGER } else { NodeSpecRoleEnum::WORKER }),
-            availability: Some(request.availability.unwrap_or(NodeSpecAvailabilityEnum::ACTIVE)),
+            role: Some(if is_manager {
+                NodeSpecRoleEnum::MANAGER
+            } else {
+                NodeSpecRoleEnum::WORKER
+            }),
+            availability: Some(
+                request
+                    .availability
+                    .unwrap_or(NodeSpecAvailabilityEnum::ACTIVE),
+            ),
             ..Default::default()
         },
-        description: NodeDescription { tls_info: Some(manager.root_ca().map_err(internal)?.tls_info()), ..request.description },
-        status: NodeStatus { state: Some(NodeState::READY), addr: Some(addr.to_string()), ..Default::default() },
+        description: NodeDescription {
+            tls_info: Some(manager.root_ca().map_err(internal)?.tls_info()),
+            ..request.description
+        },
+        status: NodeStatus {
+            state: Some(NodeState::READY),
+            addr: Some(addr.to_string()),
+            ..Default::default()
+        },
         manager: None,
     };
-    let create = Change::Put { object: Object::Node(node), precondition: Precondition::Absent };
-    manager.propose(Proposal { changes: vec![create] }).await.map_err(internal)?;
+    let create = Change::Put {
+        object: Object::Node(node),
+        precondition: Precondition::Absent,
+    };
+    manager
+        .propose(Proposal {
+            changes: vec![create],
+        })
+        .await
+        .map_err(internal)?;
     tracing::info!(node = %node_id, manager = is_manager, "node joined");
-    Ok(Joined { node_id, cert_pem, manager: is_manager, managers: manager.manager_addrs() })
+    Ok(Joined {
+        node_id,
+        cert_pem,
+        manager: is_manager,
+        managers: manager.manager_addrs(),
+    })
 }
 
 /// A fresh certificate for a member, with the role the store gives it now.
 pub fn renew(manager: &Manager, node_id: &str, csr_pem: &str) -> Result<String, Failure> {
-    let cluster = manager.cluster().ok_or_else(|| Failure::Internal("this manager has no swarm state yet".into()))?;
-    let role = match manager.store.read().state.nodes.get(node_id).and_then(|n| n.spec.role) {
+    let cluster = manager
+        .cluster()
+        .ok_or_else(|| Failure::Internal("this manager has no swarm state yet".into()))?;
+    let role = match manager
+        .store
+        .read()
+        .state
+        .nodes
+        .get(node_id)
+        .and_then(|n| n.spec.role)
+    {
         Some(NodeSpecRoleEnum::MANAGER) => Role::Manager,
         _ => Role::Worker,
     };
     sign(manager, &cluster, csr_pem, node_id, role)
 }
 
-fn sign(manager: &Manager, cluster: &Cluster, csr_pem: &str, node_id: &str, role: Role) -> Result<String, Failure> {
-    let expiry = cluster.spec.ca_config.as_ref().and_then(|ca| ca.node_cert_expiry).unwrap_or(0);
+fn sign(
+    manager: &Manager,
+    cluster: &Cluster,
+    csr_pem: &str,
+    node_id: &str,
+    role: Role,
+) -> Result<String, Failure> {
+    let expiry = cluster
+        .spec
+        .ca_config
+        .as_ref()
+        .and_then(|ca| ca.node_cert_expiry)
+        .unwrap_or(0);
     let validity = Duration::from_nanos(expiry.max(0) as u64).max(pki::MIN_NODE_CERT_VALIDITY);
     let ca = manager.root_ca().map_err(internal)?;
-    ca.sign_csr(csr_pem, node_id, role, &cluster.id, validity).map_err(|e| Failure::Invalid(e.to_string()))
+    ca.sign_csr(csr_pem, node_id, role, &cluster.id, validity)
+        .map_err(|e| Failure::Invalid(e.to_string()))
 }
 
 /// The IP part of `ip` or `ip:port`.

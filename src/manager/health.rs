@@ -31,7 +31,13 @@ impl Dispatcher {
     /// Records a heartbeat from `node_id` and tells it how to go on.
     pub fn heartbeat(&self, manager: &Manager, node_id: &str) -> SessionInfo {
         self.lock().insert(node_id.to_string(), Instant::now());
-        let is_manager = manager.store.read().state.nodes.get(node_id).and_then(|n| n.spec.role)
+        let is_manager = manager
+            .store
+            .read()
+            .state
+            .nodes
+            .get(node_id)
+            .and_then(|n| n.spec.role)
             == Some(NodeSpecRoleEnum::MANAGER);
         SessionInfo {
             period_ms: heartbeat_period(manager).as_millis() as u64,
@@ -41,18 +47,27 @@ impl Dispatcher {
     }
 
     fn heard_within(&self, node_id: &str, window: Duration) -> bool {
-        self.lock().get(node_id).is_some_and(|at| at.elapsed() <= window)
+        self.lock()
+            .get(node_id)
+            .is_some_and(|at| at.elapsed() <= window)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.last_heartbeat.lock().unwrap_or_else(|p| p.into_inner())
+        self.last_heartbeat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// The heartbeat period of the swarm's spec (`swarm update --dispatcher-heartbeat`).
 pub fn heartbeat_period(manager: &Manager) -> Duration {
-    let nanos = manager.cluster().and_then(|c| c.spec.dispatcher).and_then(|d| d.heartbeat_period);
-    nanos.filter(|&n| n > 0).map_or(DEFAULT_PERIOD, |n| Duration::from_nanos(n as u64))
+    let nanos = manager
+        .cluster()
+        .and_then(|c| c.spec.dispatcher)
+        .and_then(|d| d.heartbeat_period);
+    nanos
+        .filter(|&n| n > 0)
+        .map_or(DEFAULT_PERIOD, |n| Duration::from_nanos(n as u64))
 }
 
 /// Runs until `stop`: on the leader, writes every change of node status or reachability.
@@ -70,9 +85,17 @@ pub async fn run(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
         let since: Instant = *leader_since.get_or_insert_with(Instant::now);
         for node in changed_nodes(&manager, since) {
             let version = node.meta.version;
-            let change = Change::Put { object: Object::Node(node), precondition: Precondition::Version(version) };
+            let change = Change::Put {
+                object: Object::Node(node),
+                precondition: Precondition::Version(version),
+            };
             // A conflict means someone else changed the node; the next tick looks again.
-            if let Err(e) = manager.propose(Proposal { changes: vec![change] }).await {
+            if let Err(e) = manager
+                .propose(Proposal {
+                    changes: vec![change],
+                })
+                .await
+            {
                 tracing::debug!("node health not written: {e}");
             }
         }
@@ -92,7 +115,8 @@ fn changed_nodes(manager: &Manager, leader_since: Instant) -> Vec<Node> {
         .values()
         .filter_map(|node| {
             let mut updated = node.clone();
-            let heard = node.id == manager.node_id || manager.dispatcher.heard_within(&node.id, timeout);
+            let heard =
+                node.id == manager.node_id || manager.dispatcher.heard_within(&node.id, timeout);
             if heard {
                 updated.status.state = Some(NodeState::READY);
                 updated.status.message = None;
@@ -102,7 +126,9 @@ fn changed_nodes(manager: &Manager, leader_since: Instant) -> Vec<Node> {
             }
             if let Some(record) = updated.manager.as_mut() {
                 record.reachable = node.id == manager.node_id
-                    || manager.health.answered_within(record.raft_id, REACHABLE_WINDOW);
+                    || manager
+                        .health
+                        .answered_within(record.raft_id, REACHABLE_WINDOW);
             }
             (updated != *node).then(|| {
                 updated.meta.touch();

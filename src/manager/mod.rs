@@ -86,7 +86,11 @@ impl Manager {
             tasks: Mutex::new(Vec::new()),
         });
         let tasks = vec![
-            tokio::spawn(service::serve(manager.clone(), config.listener, stopped.clone())),
+            tokio::spawn(service::serve(
+                manager.clone(),
+                config.listener,
+                stopped.clone(),
+            )),
             tokio::spawn(health::run(manager.clone(), stopped.clone())),
             tokio::spawn(roles::run(manager.clone(), stopped)),
         ];
@@ -120,7 +124,9 @@ impl Manager {
         if let Some(ca) = self.root_ca.get() {
             return Ok(ca);
         }
-        let cluster = self.cluster().ok_or_else(|| anyhow::anyhow!("this manager has not received the swarm's state yet"))?;
+        let cluster = self.cluster().ok_or_else(|| {
+            anyhow::anyhow!("this manager has not received the swarm's state yet")
+        })?;
         let ca = RootCa::from_pem(&cluster.root_ca.cert_pem, &cluster.root_ca.key_pem)?;
         Ok(self.root_ca.get_or_init(|| ca))
     }
@@ -129,13 +135,22 @@ impl Manager {
     pub fn leader_addr(&self) -> Option<String> {
         let metrics = self.store.raft().metrics().borrow().clone();
         let leader = metrics.current_leader?;
-        metrics.membership_config.membership().get_node(&leader).map(|peer| peer.addr.clone())
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|peer| peer.addr.clone())
     }
 
     /// Every manager's control address, from the Raft membership.
     pub fn manager_addrs(&self) -> Vec<String> {
         let metrics = self.store.raft().metrics().borrow().clone();
-        metrics.membership_config.membership().nodes().map(|(_, peer)| peer.addr.clone()).collect()
+        metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(_, peer)| peer.addr.clone())
+            .collect()
     }
 
     /// Writes `proposal` through the leader, wherever it is; waits out an election.
@@ -146,10 +161,15 @@ impl Manager {
                 Err(StoreError::NotLeader) => {}
                 done => return done,
             }
-            if let Some(leader) = self.leader_addr().filter(|addr| *addr != self.control_addr.to_string()) {
+            if let Some(leader) = self
+                .leader_addr()
+                .filter(|addr| *addr != self.control_addr.to_string())
+            {
                 match self.forward(&leader, proposal.clone()).await {
                     Ok(Response::Done) => return Ok(()),
-                    Ok(Response::Failed(Failure::Conflict(conflict))) => return Err(conflict.into()),
+                    Ok(Response::Failed(Failure::Conflict(conflict))) => {
+                        return Err(conflict.into());
+                    }
                     Ok(other) => tracing::debug!(%leader, "forwarded write not taken: {other:?}"),
                     Err(e) => tracing::debug!(%leader, "cannot forward write: {e}"),
                 }
@@ -162,7 +182,10 @@ impl Manager {
     }
 
     async fn forward(&self, leader: &str, proposal: Proposal) -> anyhow::Result<Response> {
-        let mut connection = Connection::connect(leader, self.tls.client_config(), FORWARD_TIMEOUT).await?;
-        Ok(connection.call(&Request::Propose(proposal), FORWARD_TIMEOUT).await?)
+        let mut connection =
+            Connection::connect(leader, self.tls.client_config(), FORWARD_TIMEOUT).await?;
+        Ok(connection
+            .call(&Request::Propose(proposal), FORWARD_TIMEOUT)
+            .await?)
     }
 }

@@ -19,17 +19,33 @@ const TICK: Duration = Duration::from_millis(500);
 
 /// Makes the calling manager a voter: learner first (it catches up without counting toward the
 /// quorum), then voter, then records its place in its node object.
-pub async fn add_voter(manager: &Manager, node_id: &str, raft_id: RaftId, addr: String) -> Result<(), Failure> {
+pub async fn add_voter(
+    manager: &Manager,
+    node_id: &str,
+    raft_id: RaftId,
+    addr: String,
+) -> Result<(), Failure> {
     if !manager.is_leader() {
         return Err(not_leader(manager));
     }
     let raft = manager.store.raft();
-    let peer = RaftPeer { addr: addr.clone(), node_id: node_id.to_string() };
-    raft.add_learner(raft_id, peer, true).await.map_err(internal)?;
+    let peer = RaftPeer {
+        addr: addr.clone(),
+        node_id: node_id.to_string(),
+    };
+    raft.add_learner(raft_id, peer, true)
+        .await
+        .map_err(internal)?;
     let mut voters = voter_ids(manager);
     voters.insert(raft_id);
-    raft.change_membership(voters, false).await.map_err(internal)?;
-    let record = ManagerRecord { raft_id, addr, reachable: true };
+    raft.change_membership(voters, false)
+        .await
+        .map_err(internal)?;
+    let record = ManagerRecord {
+        raft_id,
+        addr,
+        reachable: true,
+    };
     update_node(manager, node_id, |node| node.manager = Some(record.clone())).await?;
     tracing::info!(node = %node_id, raft_id, "manager added to Raft");
     Ok(())
@@ -41,7 +57,11 @@ fn voter_ids(manager: &Manager) -> BTreeSet<RaftId> {
 }
 
 /// Applies `edit` to the stored node, retrying if it changed under us.
-async fn update_node(manager: &Manager, node_id: &str, edit: impl Fn(&mut Node)) -> Result<(), Failure> {
+async fn update_node(
+    manager: &Manager,
+    node_id: &str,
+    edit: impl Fn(&mut Node),
+) -> Result<(), Failure> {
     for _ in 0..10 {
         let Some(mut node) = manager.store.read().state.nodes.get(node_id).cloned() else {
             return Err(Failure::Invalid(format!("node {node_id} not found")));
@@ -49,14 +69,24 @@ async fn update_node(manager: &Manager, node_id: &str, edit: impl Fn(&mut Node))
         let version = node.meta.version;
         edit(&mut node);
         node.meta.touch();
-        let change = Change::Put { object: Object::Node(node), precondition: Precondition::Version(version) };
-        match manager.propose(Proposal { changes: vec![change] }).await {
+        let change = Change::Put {
+            object: Object::Node(node),
+            precondition: Precondition::Version(version),
+        };
+        match manager
+            .propose(Proposal {
+                changes: vec![change],
+            })
+            .await
+        {
             Ok(()) => return Ok(()),
             Err(crate::store::StoreError::Conflict(_)) => continue,
             Err(e) => return Err(internal(e)),
         }
     }
-    Err(Failure::Internal(format!("node {node_id} keeps changing; try again")))
+    Err(Failure::Internal(format!(
+        "node {node_id} keeps changing; try again"
+    )))
 }
 
 /// Runs until `stop`: on the leader, takes demoted managers out of Raft.
@@ -90,7 +120,12 @@ pub async fn run(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
 async fn remove_voter(manager: &Manager, node_id: &str, raft_id: RaftId) -> Result<(), Failure> {
     let mut voters = voter_ids(manager);
     if voters.remove(&raft_id) {
-        manager.store.raft().change_membership(voters, false).await.map_err(internal)?;
+        manager
+            .store
+            .raft()
+            .change_membership(voters, false)
+            .await
+            .map_err(internal)?;
     }
     update_node(manager, node_id, |node| node.manager = None).await?;
     tracing::info!(node = %node_id, raft_id, "demoted manager left Raft");

@@ -40,7 +40,9 @@ async fn answer(manager: &Manager, peer: &Peer, request: Request) -> Result<Resp
     Ok(match request {
         Request::RootCa => {
             let ca = manager.root_ca().map_err(internal)?;
-            Response::RootCa { cert_pem: ca.cert_pem().into() }
+            Response::RootCa {
+                cert_pem: ca.cert_pem().into(),
+            }
         }
         Request::Join(join) => Response::Joined(ca::join(manager, join).await?),
         Request::AppendEntries(rpc) => {
@@ -78,14 +80,18 @@ async fn answer(manager: &Manager, peer: &Peer, request: Request) -> Result<Resp
         }
         Request::Renew { csr_pem } => {
             let node_id = require_member(manager, peer)?;
-            Response::Certificate { cert_pem: ca::renew(manager, &node_id, &csr_pem)? }
+            Response::Certificate {
+                cert_pem: ca::renew(manager, &node_id, &csr_pem)?,
+            }
         }
     })
 }
 
 /// The failure that sends a caller to the leader.
 pub fn not_leader(manager: &Manager) -> Failure {
-    Failure::NotLeader { leader: manager.leader_addr() }
+    Failure::NotLeader {
+        leader: manager.leader_addr(),
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Failure {
@@ -94,10 +100,16 @@ fn internal(e: impl std::fmt::Display) -> Failure {
 
 /// The caller's node ID, if its certificate belongs to a node that is still in the swarm.
 fn require_member(manager: &Manager, peer: &Peer) -> Result<String, Failure> {
-    let identity = peer.identity.as_ref().ok_or_else(|| Failure::Denied("a node certificate is required".into()))?;
+    let identity = peer
+        .identity
+        .as_ref()
+        .ok_or_else(|| Failure::Denied("a node certificate is required".into()))?;
     let applied = manager.store.read();
     if applied.state.cluster().is_some() && !applied.state.nodes.contains_key(&identity.node_id) {
-        return Err(Failure::Denied(format!("node {} has been removed from the swarm", identity.node_id)));
+        return Err(Failure::Denied(format!(
+            "node {} has been removed from the swarm",
+            identity.node_id
+        )));
     }
     Ok(identity.node_id.clone())
 }
@@ -106,12 +118,21 @@ fn require_member(manager: &Manager, peer: &Peer) -> Result<String, Failure> {
 /// swarm's state, by the store (a demoted manager's old certificate no longer counts).
 fn require_manager(manager: &Manager, peer: &Peer) -> Result<String, Failure> {
     let node_id = require_member(manager, peer)?;
-    let by_certificate = peer.identity.as_ref().is_some_and(|id| id.role == Role::Manager);
+    let by_certificate = peer
+        .identity
+        .as_ref()
+        .is_some_and(|id| id.role == Role::Manager);
     let applied = manager.store.read();
     let by_store = applied.state.cluster().is_none()
-        || applied.state.nodes.get(&node_id).is_some_and(|n| n.spec.role == Some(NodeSpecRoleEnum::MANAGER));
+        || applied
+            .state
+            .nodes
+            .get(&node_id)
+            .is_some_and(|n| n.spec.role == Some(NodeSpecRoleEnum::MANAGER));
     if !(by_certificate && by_store) {
-        return Err(Failure::Denied(format!("node {node_id} is not a manager: permission denied")));
+        return Err(Failure::Denied(format!(
+            "node {node_id} is not a manager: permission denied"
+        )));
     }
     Ok(node_id)
 }

@@ -7,11 +7,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 
 use crate::rpc::proto::{Request, Response};
@@ -34,11 +36,15 @@ impl PeerHealth {
 
     /// Whether `peer` answered a Raft RPC within `window`.
     pub fn answered_within(&self, peer: RaftId, window: Duration) -> bool {
-        self.lock().get(&peer).is_some_and(|at| at.elapsed() <= window)
+        self.lock()
+            .get(&peer)
+            .is_some_and(|at| at.elapsed() <= window)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RaftId, Instant>> {
-        self.last_answer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.last_answer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -60,7 +66,12 @@ impl RaftNetworkFactory<TypeConfig> for RaftTransport {
     type Network = RaftClient;
 
     async fn new_client(&mut self, target: RaftId, node: &RaftPeer) -> RaftClient {
-        RaftClient { target, peer: node.clone(), transport: self.clone(), connection: None }
+        RaftClient {
+            target,
+            peer: node.clone(),
+            transport: self.clone(),
+            connection: None,
+        }
     }
 }
 
@@ -75,8 +86,14 @@ pub struct RaftClient {
 type RpcError<E = openraft::error::Infallible> = RPCError<RaftId, RaftPeer, RaftError<RaftId, E>>;
 
 impl RaftClient {
-    async fn call<E: std::error::Error>(&mut self, request: Request, timeout: Duration) -> Result<Response, RpcError<E>> {
-        let unreachable = |e: &dyn std::error::Error| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.to_string())));
+    async fn call<E: std::error::Error>(
+        &mut self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, RpcError<E>> {
+        let unreachable = |e: &dyn std::error::Error| {
+            RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.to_string())))
+        };
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
             None => {
@@ -87,13 +104,19 @@ impl RaftClient {
                 let identity = connection.peer_identity().map(|id| id.node_id.clone());
                 if identity.as_deref() != Some(self.peer.node_id.as_str()) {
                     let found = identity.unwrap_or_else(|| "no certificate".into());
-                    let e = std::io::Error::other(format!("{} is now {found}, not {}", self.peer.addr, self.peer.node_id));
+                    let e = std::io::Error::other(format!(
+                        "{} is now {found}, not {}",
+                        self.peer.addr, self.peer.node_id
+                    ));
                     return Err(unreachable(&e));
                 }
                 connection
             }
         };
-        let response = connection.call::<Request, Response>(&request, timeout).await.map_err(|e| unreachable(&e))?;
+        let response = connection
+            .call::<Request, Response>(&request, timeout)
+            .await
+            .map_err(|e| unreachable(&e))?;
         self.connection = Some(connection);
         self.transport.health.answered(self.target);
         Ok(response)
@@ -108,7 +131,11 @@ impl RaftClient {
     }
 
     fn remote<E: std::error::Error>(&self, error: RaftError<RaftId, E>) -> RpcError<E> {
-        RPCError::RemoteError(RemoteError::new_with_node(self.target, self.peer.clone(), error))
+        RPCError::RemoteError(RemoteError::new_with_node(
+            self.target,
+            self.peer.clone(),
+            error,
+        ))
     }
 }
 
@@ -118,7 +145,10 @@ impl RaftNetwork<TypeConfig> for RaftClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<RaftId>, RpcError> {
-        match self.call(Request::AppendEntries(rpc), option.hard_ttl()).await? {
+        match self
+            .call(Request::AppendEntries(rpc), option.hard_ttl())
+            .await?
+        {
             Response::AppendEntries(result) => result.map_err(|e| self.remote(e)),
             other => Err(self.unexpected(other)),
         }
@@ -129,13 +159,20 @@ impl RaftNetwork<TypeConfig> for RaftClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<RaftId>, RpcError<InstallSnapshotError>> {
-        match self.call(Request::InstallSnapshot(rpc), option.hard_ttl()).await? {
+        match self
+            .call(Request::InstallSnapshot(rpc), option.hard_ttl())
+            .await?
+        {
             Response::InstallSnapshot(result) => result.map_err(|e| self.remote(e)),
             other => Err(self.unexpected(other)),
         }
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<RaftId>, option: RPCOption) -> Result<VoteResponse<RaftId>, RpcError> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<RaftId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<RaftId>, RpcError> {
         match self.call(Request::Vote(rpc), option.hard_ttl()).await? {
             Response::Vote(result) => result.map_err(|e| self.remote(e)),
             other => Err(self.unexpected(other)),

@@ -8,6 +8,7 @@
 
 mod client;
 mod error;
+pub mod proto;
 mod server;
 mod tls;
 mod verify;

@@ -9,8 +9,8 @@
 use bollard::models::{NodeDescription, NodeSpecAvailabilityEnum};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -79,7 +79,9 @@ pub enum Response {
     /// Answer to [`Request::Vote`].
     Vote(Result<VoteResponse<RaftId>, RaftError<RaftId>>),
     /// Answer to [`Request::InstallSnapshot`].
-    InstallSnapshot(Result<InstallSnapshotResponse<RaftId>, RaftError<RaftId, InstallSnapshotError>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<RaftId>, RaftError<RaftId, InstallSnapshotError>>,
+    ),
     /// The request was carried out.
     Done,
     /// Answer to [`Request::Heartbeat`]: how the session goes on.

@@ -47,6 +47,8 @@ pub enum StoreError {
 pub struct Store {
     raft: openraft::Raft<raft::TypeConfig>,
     reader: machine::StateReader,
+    /// Kept to know when Raft's tasks have let go of the database; taken at shutdown.
+    db: std::sync::Mutex<Option<std::sync::Arc<redb::Database>>>,
 }
 
 impl Store {
@@ -61,10 +63,13 @@ impl Store {
         let machine = machine::StateMachine::load(db.clone())?;
         let reader = machine.reader();
         let config = std::sync::Arc::new(raft::config().validate()?);
-        let log = log::LogStore::new(db);
-        let raft =
-            openraft::Raft::new(raft_id, config, network, log, machine).await?;
-        Ok(Store { raft, reader })
+        let log = log::LogStore::new(db.clone());
+        let raft = openraft::Raft::new(raft_id, config, network, log, machine).await?;
+        Ok(Store {
+            raft,
+            reader,
+            db: std::sync::Mutex::new(Some(db)),
+        })
     }
 
     /// Makes this member the whole membership of a new cluster. Done once, at `swarm init`.
@@ -113,9 +118,21 @@ impl Store {
     }
 
     /// Stops this Raft member; the data stays on disk.
+    /// Returns once the database is closed, so the same directory can be opened again at once.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("Raft did not shut down cleanly: {e}");
+        }
+        let Some(db) = self.db.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        // openraft's state-machine worker lets go of the storage just after the core stops.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::sync::Arc::strong_count(&db) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if std::sync::Arc::strong_count(&db) > 1 {
+            tracing::warn!("the Raft database is still in use after shutdown");
         }
     }
 }

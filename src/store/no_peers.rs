@@ -3,8 +3,8 @@
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 
 use super::raft::{RaftId, RaftPeer, TypeConfig};
@@ -13,7 +13,8 @@ use super::raft::{RaftId, RaftPeer, TypeConfig};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoPeers;
 
-type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<RaftId, RaftPeer, RaftError<RaftId, E>>>;
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<RaftId, RaftPeer, RaftError<RaftId, E>>>;
 
 fn unreachable<T, E: std::error::Error>() -> RpcResult<T, E> {
     let reason = std::io::Error::other("a member alone has no peers to reach");
@@ -45,7 +46,11 @@ impl RaftNetwork<TypeConfig> for NoPeers {
         unreachable()
     }
 
-    async fn vote(&mut self, _rpc: VoteRequest<RaftId>, _option: RPCOption) -> RpcResult<VoteResponse<RaftId>> {
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<RaftId>,
+        _option: RPCOption,
+    ) -> RpcResult<VoteResponse<RaftId>> {
         unreachable()
     }
 }

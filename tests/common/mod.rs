@@ -7,8 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{NodeSpecRoleEnum, NodeState, Reachability, SwarmInitRequest, SwarmJoinRequest};
-use bollard::query_parameters::{DeleteNodeOptionsBuilder, ListNodesOptions, UpdateNodeOptionsBuilder, UpdateSwarmOptionsBuilder};
+use bollard::models::{
+    NodeSpecRoleEnum, NodeState, Reachability, SwarmInitRequest, SwarmJoinRequest,
+};
+use bollard::query_parameters::{
+    DeleteNodeOptionsBuilder, ListNodesOptions, UpdateNodeOptionsBuilder, UpdateSwarmOptionsBuilder,
+};
 use shoal::daemon::{DaemonArgs, ExecutorChoice};
 use shoal::pki::NodeCredentials;
 use shoal::rpc::proto::{Request, Response};
@@ -64,20 +68,51 @@ impl TestNode {
         let task = tokio::spawn(shoal::daemon::run_until(args, async {
             let _ = stopped.await;
         }));
+        let socket = self.socket();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            assert!(
+                !task.is_finished(),
+                "{} exited: {:?}",
+                self.name,
+                task.await
+            );
+            let client = Docker::connect_with_unix(
+                socket.to_str().unwrap(),
+                30,
+                bollard::API_DEFAULT_VERSION,
+            );
+            if let Ok(client) = client {
+                if client.ping().await.is_ok() {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} does not answer its socket",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.running = Some((stop, task));
-        let client = self.client();
-        eventually(&format!("{} answers its socket", self.name), || async { client.ping().await.is_ok() }).await;
     }
 
     async fn stop(&mut self) {
         if let Some((stop, task)) = self.running.take() {
             let _ = stop.send(());
-            task.await.expect("daemon task").expect("daemon stops cleanly");
+            task.await
+                .expect("daemon task")
+                .expect("daemon stops cleanly");
         }
     }
 
     fn client(&self) -> Docker {
-        Docker::connect_with_unix(self.socket().to_str().unwrap(), 30, bollard::API_DEFAULT_VERSION).unwrap()
+        Docker::connect_with_unix(
+            self.socket().to_str().unwrap(),
+            30,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap()
     }
 }
 
@@ -107,21 +142,42 @@ impl Cluster {
             advertise_addr: Some("127.0.0.1".into()),
             ..Default::default()
         };
-        cluster.client(first).init_swarm(init).await.expect("swarm init");
+        cluster
+            .client(first)
+            .init_swarm(init)
+            .await
+            .expect("swarm init");
         for _ in 1..count {
-            let token = cluster.client(0).inspect_swarm().await.unwrap().join_tokens.unwrap().manager.unwrap();
+            let token = cluster
+                .client(0)
+                .inspect_swarm()
+                .await
+                .unwrap()
+                .join_tokens
+                .unwrap()
+                .manager
+                .unwrap();
             let addr = cluster.control_addr(0).await;
             let node = cluster.add_node().await;
-            cluster.join(node, &token, &addr).await.expect("manager join");
+            cluster
+                .join(node, &token, &addr)
+                .await
+                .expect("manager join");
         }
-        eventually("every manager is in Raft", || async { cluster.managers_view(0).await.reachable == count }).await;
+        eventually("every manager is in Raft", || async {
+            cluster.managers_view(0).await.reachable == count
+        })
+        .await;
         cluster
     }
 
     async fn add_node(&mut self) -> usize {
         let index = self.nodes.len();
-        let mut node =
-            TestNode { name: format!("n{}", index + 1), dir: tempfile::tempdir().unwrap(), running: None };
+        let mut node = TestNode {
+            name: format!("n{}", index + 1),
+            dir: tempfile::tempdir().unwrap(),
+            running: None,
+        };
         node.start().await;
         self.nodes.push(node);
         index
@@ -144,7 +200,10 @@ impl Cluster {
             join_token: Some(token.to_string()),
             ..Default::default()
         };
-        self.client(node).join_swarm(request).await.map_err(|e| e.to_string())
+        self.client(node)
+            .join_swarm(request)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// A new node tries to join with `token`; the error text if it is refused.
@@ -177,7 +236,14 @@ impl Cluster {
 
     /// Node `i`'s swarm node ID.
     pub async fn node_id(&self, i: usize) -> String {
-        self.client(i).info().await.unwrap().swarm.unwrap().node_id.unwrap()
+        self.client(i)
+            .info()
+            .await
+            .unwrap()
+            .swarm
+            .unwrap()
+            .node_id
+            .unwrap()
     }
 
     /// Node `i`'s control address (it must be a manager).
@@ -220,7 +286,10 @@ impl Cluster {
     /// The state (`ready`, `down`) node `i` shows for node `id`.
     pub async fn node_state(&self, i: usize, id: &str) -> String {
         let node = self.client(i).inspect_node(id).await.ok();
-        let state = node.and_then(|n| n.status).and_then(|s| s.state).unwrap_or(NodeState::UNKNOWN);
+        let state = node
+            .and_then(|n| n.status)
+            .and_then(|s| s.state)
+            .unwrap_or(NodeState::UNKNOWN);
         state.to_string()
     }
 
@@ -246,7 +315,10 @@ impl Cluster {
                 }
             };
             let version = swarm.version.unwrap().index.unwrap() as i64;
-            let options = UpdateSwarmOptionsBuilder::new().version(version).rotate_worker_token(true).build();
+            let options = UpdateSwarmOptionsBuilder::new()
+                .version(version)
+                .rotate_worker_token(true)
+                .build();
             match client.update_swarm(swarm.spec.unwrap(), options).await {
                 Ok(()) => return self.worker_token(i).await,
                 Err(e) => last_error = e.to_string(),
@@ -261,8 +333,12 @@ impl Cluster {
         let client = self.client(i);
         let swarm = client.inspect_swarm().await.unwrap();
         let mut spec = swarm.spec.unwrap();
-        spec.dispatcher.get_or_insert_with(Default::default).heartbeat_period = Some(period.as_nanos() as i64);
-        let options = UpdateSwarmOptionsBuilder::new().version(swarm.version.unwrap().index.unwrap() as i64).build();
+        spec.dispatcher
+            .get_or_insert_with(Default::default)
+            .heartbeat_period = Some(period.as_nanos() as i64);
+        let options = UpdateSwarmOptionsBuilder::new()
+            .version(swarm.version.unwrap().index.unwrap() as i64)
+            .build();
         client.update_swarm(spec, options).await.unwrap();
     }
 
@@ -272,23 +348,38 @@ impl Cluster {
         let node = client.inspect_node(id).await.map_err(|e| e.to_string())?;
         let mut spec = node.spec.unwrap();
         spec.role = Some(role);
-        let options = UpdateNodeOptionsBuilder::new().version(node.version.unwrap().index.unwrap() as i64).build();
-        client.update_node(id, spec, options).await.map_err(|e| e.to_string())
+        let options = UpdateNodeOptionsBuilder::new()
+            .version(node.version.unwrap().index.unwrap() as i64)
+            .build();
+        client
+            .update_node(id, spec, options)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Removes node `id` through node `i` (no force).
     pub async fn remove_node(&self, i: usize, id: &str) -> Result<(), String> {
         let options = DeleteNodeOptionsBuilder::new().force(false).build();
-        self.client(i).delete_node(id, Some(options)).await.map_err(|e| e.to_string())
+        self.client(i)
+            .delete_node(id, Some(options))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn call_as(&self, i: usize, addr: &str, request: Request) -> String {
         let dir = self.nodes[i].data_dir().join("swarm/certificates");
         let credentials = NodeCredentials::load(&dir).unwrap().unwrap();
-        let cluster = shoal::pki::NodeIdentity::from_cert_pem(&credentials.cert_pem).unwrap().cluster_id;
+        let cluster = shoal::pki::NodeIdentity::from_cert_pem(&credentials.cert_pem)
+            .unwrap()
+            .cluster_id;
         let tls = Arc::new(Tls::new(&credentials, &cluster).unwrap());
-        let mut connection = Connection::connect(addr, tls.client_config(), Duration::from_secs(5)).await.unwrap();
-        match connection.call::<Request, Response>(&request, Duration::from_secs(5)).await {
+        let mut connection = Connection::connect(addr, tls.client_config(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        match connection
+            .call::<Request, Response>(&request, Duration::from_secs(5))
+            .await
+        {
             Ok(response) => format!("{response:?}"),
             Err(e) => e.to_string(),
         }
@@ -296,7 +387,10 @@ impl Cluster {
 
     /// What a manager answers a Raft vote request made with node `i`'s certificate.
     pub async fn raft_vote_as(&self, i: usize, addr: &str) -> String {
-        let vote = openraft::raft::VoteRequest { vote: openraft::Vote::new(99, 1), last_log_id: None };
+        let vote = openraft::raft::VoteRequest {
+            vote: openraft::Vote::new(99, 1),
+            last_log_id: None,
+        };
         self.call_as(i, addr, Request::Vote(vote)).await
     }
 
@@ -309,7 +403,9 @@ impl Cluster {
 /// Whether a plaintext client on the control port is left without an answer.
 pub async fn plaintext_gets_no_answer(addr: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return false };
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
     let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
