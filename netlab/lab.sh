@@ -113,23 +113,37 @@ cmd_up() {
   echo "lab '$LAB' up: h1..h$n at $(addr_of 1)..$(addr_of "$n"), client cl at $(addr_of cl)"
 }
 
-# kill_ns_procs NS: every process in the namespace is the lab's (daemons,
-# their tasks, servers started with exec); TERM them, then KILL what is left.
-kill_ns_procs() {
-  local pids
-  pids=$(ip netns pids "$1" 2>/dev/null) || return 0
-  [[ -n $pids ]] || return 0
-  # shellcheck disable=SC2086  # word splitting of the pid list is intended
-  kill -TERM $pids 2>/dev/null || true
-  wait_until 5 ns_empty "$1" || {
-    pids=$(ip netns pids "$1" 2>/dev/null) || return 0
-    # shellcheck disable=SC2086
-    [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
-    wait_until 5 ns_empty "$1" || echo "lab.sh: processes linger in $1" >&2
-  }
+# Processes in namespace NS and all their descendants (a daemon's task may
+# live in a namespace of its own): all of them belong to the lab.
+ns_procs() {
+  local roots
+  roots=$(ip netns pids "$1" 2>/dev/null) || return 0
+  [[ -n $roots ]] || return 0
+  ps -e -o pid=,ppid= | awk -v roots="$roots" '
+    { kids[$2] = kids[$2] " " $1 }
+    END {
+      n = split(roots, q)             # breadth-first walk from the roots
+      for (i = 1; i <= n; i++) {
+        print q[i]
+        m = split(kids[q[i]], k)
+        for (j = 1; j <= m; j++) q[++n] = k[j]
+      }
+    }' | live_pids
 }
 
-ns_empty() { [[ -z $(ip netns pids "$1" 2>/dev/null | live_pids) ]]; }
+ns_empty() { [[ -z $(ns_procs "$1") ]]; }
+
+# kill_ns_procs NS: TERM the namespace's processes, then KILL what is left.
+kill_ns_procs() {
+  local sig
+  for sig in TERM KILL; do
+    ns_empty "$1" && return 0
+    # shellcheck disable=SC2046  # one word per pid
+    kill "-$sig" $(ns_procs "$1") 2>/dev/null || true
+    wait_until 5 ns_empty "$1" && return 0
+  done
+  echo "lab.sh: processes linger in $1" >&2
+}
 
 cmd_down() {
   local ns

@@ -22,7 +22,12 @@ run_lab_test() {
   local file=$1 log rc=0 line p=0 f=0
   echo "=== lab test $file"
   log=$(mktemp)
-  timeout -k 30 "$LAB_TEST_TIMEOUT" bash "$file" </dev/null 2>&1 | tee "$log" || rc=$?
+  # Output goes to a file, shown as it grows: a process the test leaked
+  # cannot hold a pipe open and hang this script.
+  timeout -k 30 "$LAB_TEST_TIMEOUT" bash "$file" </dev/null >"$log" 2>&1 &
+  local pid=$!
+  tail -n +1 -f --pid="$pid" "$log"
+  wait "$pid" || rc=$?
   line=$(grep -E "$SUMMARY_RE" "$log" | tail -n 1) || true
   if [[ $line =~ $SUMMARY_RE ]]; then
     p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]}

@@ -83,10 +83,18 @@ check_fails "a missing binary is reported" "not an executable" env SHOAL_BIN=/no
 # --- down -----------------------------------------------------------------
 require check "start 3 (left running for down)" fake start 3
 pid=$(pid_of 3)
-(lab exec cl sleep 600 || true) 2>/dev/null &   # no "Terminated" notice
+# (Background jobs get no stdout/stderr: nothing may hold the test's output
+# open, and no "Terminated" notice.)
+(lab exec cl sleep 600 || true) >/dev/null 2>&1 &
+# A task in a network namespace of its own, child of a process in h2.
+TASK="sleep $((100000 + $$))"
+(lab exec 2 bash -c "unshare -n $TASK & wait" || true) >/dev/null 2>&1 &
+task_running() { pgrep -fx "$TASK" >/dev/null; }
+eventually check "a task runs in its own namespace under h2" task_running
 check "down" lab down
 check_match "down leaves no namespaces" '^$' lab_ns_list
 check "down kills the daemon" is_gone "$pid"
+check "down kills the task in its own namespace" eval '! task_running'
 check "down removes the state dir" test ! -e "$LAB_DIR/$LAB"
 check "down of a missing lab succeeds" lab down
 wait   # the background exec jobs ended with the namespaces' processes
