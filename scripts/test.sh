@@ -11,6 +11,14 @@ SUMMARY_RE='^[A-Za-z0-9_.-]+: ([0-9]+) passed, ([0-9]+) failed$'
 failed_stages=()
 lab_passed=0
 lab_failed=0
+RUNNING=''   # pid of the lab test in progress
+
+# On Ctrl-C or SIGTERM, let the running lab test tear its lab down first.
+interrupted() {
+  [[ -z $RUNNING ]] || { kill -TERM "$RUNNING" 2>/dev/null; wait "$RUNNING"; }
+  exit 130
+}
+trap interrupted INT TERM
 
 stage() {  # stage NAME CMD...
   echo "=== $1"
@@ -25,9 +33,12 @@ run_lab_test() {
   # Output goes to a file, shown as it grows: a process the test leaked
   # cannot hold a pipe open and hang this script.
   timeout -k 30 "$LAB_TEST_TIMEOUT" bash "$file" </dev/null >"$log" 2>&1 &
-  local pid=$!
-  tail -n +1 -f --pid="$pid" "$log"
-  wait "$pid" || rc=$?
+  RUNNING=$!
+  tail -n +1 -f --pid="$RUNNING" "$log" &
+  local tail_pid=$!
+  wait "$RUNNING" || rc=$?   # (a wait, unlike a foreground command, lets traps run)
+  RUNNING=''
+  wait "$tail_pid" || true   # tail ends by itself once the test has ended
   line=$(grep -E "$SUMMARY_RE" "$log" | tail -n 1) || true
   if [[ $line =~ $SUMMARY_RE ]]; then
     p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]}
