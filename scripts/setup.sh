@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian 12 machine (as root) for building and testing shoal,
+# then build the release binary. Safe to re-run: apt is skipped entirely when
+# every tool is already there.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# command -> Debian package that provides it
+declare -A PKG_FOR=(
+  [ip]=iproute2 [iperf3]=iperf3 [curl]=curl [python3]=python3
+  [busybox]=busybox-static [ps]=procps [pkill]=procps [killall]=psmisc
+  [jq]=jq
+)
+
+missing_packages() {
+  local cmd
+  for cmd in "${!PKG_FOR[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || echo "${PKG_FOR[$cmd]}"
+  done | sort -u
+}
+
+# Debian 12 has no client-only docker package (docker-cli exists only from
+# Debian 13 on). Installing docker.io would also install and start dockerd,
+# which creates bridges and iptables rules in the root namespace. So take just
+# the client binary out of the docker.io package.
+install_docker_client() {
+  local tmp
+  tmp=$(mktemp -d)
+  chown _apt "$tmp" 2>/dev/null || true   # let apt download without a warning
+  (cd "$tmp" && apt-get download -qq docker.io)
+  dpkg-deb -x "$tmp"/docker.io_*.deb "$tmp/x"
+  install -m 0755 "$tmp/x/usr/bin/docker" /usr/local/bin/docker
+  rm -rf "$tmp"
+  echo "setup: installed docker client $(docker --version)"
+}
+
+main() {
+  if [[ $(id -u) != 0 ]]; then
+    echo "setup: must run as root (installs packages, lab tests need netns)" >&2
+    exit 1
+  fi
+  local pkgs
+  mapfile -t pkgs < <(missing_packages)
+  if ((${#pkgs[@]})) || ! command -v docker >/dev/null 2>&1; then
+    echo "setup: apt-get update"
+    apt-get update -qq
+  fi
+  if ((${#pkgs[@]})); then
+    echo "setup: installing ${pkgs[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${pkgs[@]}" >/dev/null
+  fi
+  command -v docker >/dev/null 2>&1 || install_docker_client
+
+  echo "setup: cargo build --release --locked"
+  cargo build --release --locked
+}
+
+main "$@"
