@@ -1,4 +1,5 @@
-//! `shoal swarm init|join-token|leave`, printed as `docker swarm ...` prints them.
+//! `shoal swarm init|join-token|leave`, printed as `docker swarm ...` prints them;
+//! `update` has its own file.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -7,9 +8,10 @@ use anyhow::Result;
 use bollard::Docker;
 use bollard::errors::Error as ApiError;
 use bollard::models::{JoinTokens, SwarmInitRequest};
-use bollard::query_parameters::LeaveSwarmOptions;
+use bollard::query_parameters::{LeaveSwarmOptions, UpdateSwarmOptions};
 
 use super::connect::Daemon;
+use super::swarm_update::{self, UpdateArgs, update_swarm};
 
 /// The swarm management port, which docker adds to listen addresses given without one.
 const SWARM_PORT: u16 = 2377;
@@ -23,6 +25,10 @@ pub enum SwarmCommand {
     JoinToken(JoinTokenArgs),
     /// Leave the swarm.
     Leave(LeaveArgs),
+    /// Update the swarm.
+    // Docker prints its help when given no flag: there is nothing to update.
+    #[command(arg_required_else_help = true)]
+    Update(UpdateArgs),
 }
 
 /// Flags of `swarm init`.
@@ -49,6 +55,9 @@ pub struct InitArgs {
 /// Flags and argument of `swarm join-token`.
 #[derive(Debug, clap::Args)]
 pub struct JoinTokenArgs {
+    /// Rotate join token.
+    #[arg(long)]
+    rotate: bool,
     /// Only display token.
     #[arg(short, long)]
     quiet: bool,
@@ -104,6 +113,7 @@ pub async fn run(daemon: &Daemon, command: SwarmCommand) -> Result<()> {
             println!("Node left the swarm.");
             Ok(())
         }
+        SwarmCommand::Update(args) => swarm_update::update(&docker, &args).await,
     }
 }
 
@@ -146,6 +156,18 @@ fn advertise_hint(error: ApiError) -> ApiError {
 }
 
 async fn join_token(docker: &Docker, args: &JoinTokenArgs) -> Result<()> {
+    if args.rotate {
+        let rotation = UpdateSwarmOptions {
+            rotate_worker_token: args.role == Role::Worker,
+            rotate_manager_token: args.role == Role::Manager,
+            ..Default::default()
+        };
+        update_swarm(docker, rotation, |_| ()).await?;
+        if !args.quiet {
+            print!("{}", rotated(args.role));
+        }
+    }
+    // The swarm is read after the rotation, so what follows shows the new token.
     if args.quiet {
         let tokens = docker
             .inspect_swarm()
@@ -173,6 +195,11 @@ async fn print_join_command(docker: &Docker, node_id: &str, role: Role) -> Resul
         print!("{}", join_instructions(role, &role.token(tokens), &address));
     }
     Ok(())
+}
+
+/// Docker's confirmation of a token rotation, which precedes the new join instructions.
+fn rotated(role: Role) -> String {
+    format!("Successfully rotated {role} join token.\n\n")
 }
 
 /// Docker's instructions for joining the swarm as `role`.
@@ -250,6 +277,18 @@ mod tests {
         assert!(
             join_instructions(Role::Manager, "T", "A")
                 .starts_with("To add a manager to this swarm, run the following command:\n")
+        );
+    }
+
+    #[test]
+    fn rotation_is_confirmed_before_the_instructions() {
+        assert_eq!(
+            rotated(Role::Worker),
+            "Successfully rotated worker join token.\n\n"
+        );
+        assert_eq!(
+            rotated(Role::Manager),
+            "Successfully rotated manager join token.\n\n"
         );
     }
 
