@@ -8,6 +8,7 @@ mod connect;
 mod duration;
 mod node;
 mod node_pretty;
+mod node_update;
 mod swarm;
 mod swarm_update;
 mod system;

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use anyhow::Result;
 use bollard::Docker;
 use bollard::errors::Error as ApiError;
-use bollard::models::{JoinTokens, SwarmInitRequest};
+use bollard::models::{JoinTokens, NodeSpecRoleEnum, SwarmInitRequest};
 use bollard::query_parameters::{LeaveSwarmOptions, UpdateSwarmOptions};
 
 use super::connect::Daemon;
@@ -74,10 +74,12 @@ pub struct LeaveArgs {
     force: bool,
 }
 
-/// The role a join token admits a node as.
+/// A node's role in the swarm, as flags name it; also the role a join token admits a node as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Role {
+pub enum Role {
+    /// Runs tasks.
     Worker,
+    /// Runs tasks and takes part in managing the swarm.
     Manager,
 }
 
@@ -89,6 +91,15 @@ impl Role {
             Role::Manager => tokens.manager,
         }
         .unwrap_or_default()
+    }
+}
+
+impl From<Role> for NodeSpecRoleEnum {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Worker => NodeSpecRoleEnum::WORKER,
+            Role::Manager => NodeSpecRoleEnum::MANAGER,
+        }
     }
 }
 
@@ -289,6 +300,18 @@ mod tests {
         assert_eq!(
             rotated(Role::Manager),
             "Successfully rotated manager join token.\n\n"
+        );
+    }
+
+    #[test]
+    fn role_flags_name_the_api_roles() {
+        assert_eq!(
+            NodeSpecRoleEnum::from(Role::Manager),
+            NodeSpecRoleEnum::MANAGER
+        );
+        assert_eq!(
+            NodeSpecRoleEnum::from(Role::Worker),
+            NodeSpecRoleEnum::WORKER
         );
     }
 
