@@ -10,6 +10,7 @@ mod node;
 mod node_pretty;
 mod node_update;
 mod swarm;
+mod swarm_join;
 mod swarm_update;
 mod system;
 mod table;

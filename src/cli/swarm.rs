@@ -1,5 +1,5 @@
 //! `shoal swarm init|join-token|leave`, printed as `docker swarm ...` prints them;
-//! `update` has its own file.
+//! `join` and `update` have their own files.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -11,6 +11,7 @@ use bollard::models::{JoinTokens, NodeSpecRoleEnum, SwarmInitRequest};
 use bollard::query_parameters::{LeaveSwarmOptions, UpdateSwarmOptions};
 
 use super::connect::Daemon;
+use super::swarm_join::{self, JoinArgs};
 use super::swarm_update::{self, UpdateArgs, update_swarm};
 
 /// The swarm management port, which docker adds to listen addresses given without one.
@@ -21,6 +22,8 @@ const SWARM_PORT: u16 = 2377;
 pub enum SwarmCommand {
     /// Initialize a swarm.
     Init(InitArgs),
+    /// Join a swarm as a node and/or manager.
+    Join(JoinArgs),
     /// Manage join tokens.
     JoinToken(JoinTokenArgs),
     /// Leave the swarm.
@@ -117,6 +120,7 @@ pub async fn run(daemon: &Daemon, command: SwarmCommand) -> Result<()> {
     let docker = daemon.client()?;
     match command {
         SwarmCommand::Init(args) => init(&docker, args).await,
+        SwarmCommand::Join(args) => swarm_join::join(daemon, args).await,
         SwarmCommand::JoinToken(args) => join_token(&docker, &args).await,
         SwarmCommand::Leave(args) => {
             let options = LeaveSwarmOptions { force: args.force };
@@ -223,7 +227,7 @@ fn join_instructions(role: Role, token: &str, manager_addr: &str) -> String {
 
 /// A `--listen-addr` completed the way docker completes it: a missing host becomes
 /// `0.0.0.0` and a missing port the swarm port (`eth0` -> `eth0:2377`, `:4000` -> `0.0.0.0:4000`).
-fn listen_addr(value: &str) -> Result<String, String> {
+pub fn listen_addr(value: &str) -> Result<String, String> {
     let value = value.strip_prefix("tcp://").unwrap_or(value);
     let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let (host, after) = rest
