@@ -1,12 +1,17 @@
 //! The `shoal` client commands, speaking the Docker Engine API through bollard.
 //!
 //! Each command mirrors the docker CLI: same verbs, flags and output, so scripts and habits
-//! carry over. One file per command group; `table` and `text` hold the formatting they share.
+//! carry over. One file per command group (split where it grows long); `table` and `text`
+//! hold the formatting they share, `duration` the Go durations docker's flags take.
 
 mod connect;
+mod duration;
 mod node;
 mod node_pretty;
+mod node_update;
 mod swarm;
+mod swarm_join;
+mod swarm_update;
 mod system;
 mod table;
 mod text;
@@ -14,6 +19,8 @@ mod text;
 pub use node::NodeCommand;
 pub use swarm::SwarmCommand;
 
+use anyhow::Context;
+use bollard::models::ObjectVersion;
 use connect::Daemon;
 
 /// The client commands, meant to be flattened into the binary's top-level subcommands.
@@ -56,4 +63,11 @@ pub async fn run(host: &str, command: ClientCommand) -> i32 {
             1
         }
     }
+}
+
+/// The `version` query parameter for writing back an object read at `version`: the daemon
+/// refuses the update if the object changed since, rather than losing the other change.
+fn update_version(version: Option<&ObjectVersion>) -> anyhow::Result<i64> {
+    let index = version.and_then(|v| v.index).unwrap_or(0);
+    i64::try_from(index).with_context(|| format!("object version {index} out of range"))
 }

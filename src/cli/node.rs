@@ -1,4 +1,5 @@
-//! `shoal node ls|inspect`, printed as `docker node ...` prints them.
+//! `shoal node ls|inspect`, printed as `docker node ...` prints them; the commands that
+//! change nodes are in `node_update`.
 
 use anyhow::{Result, bail};
 use bollard::Docker;
@@ -8,17 +9,27 @@ use serde::Serialize;
 
 use super::connect::Daemon;
 use super::node_pretty::pretty;
+use super::node_update::{self, NodesArgs, RemoveArgs, UpdateArgs};
 use super::table::{ListFormat, TabWriter, json_lines};
 use super::text::{natural_cmp, pretty_enum};
 
 /// Docker's node subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum NodeCommand {
+    /// Demote one or more nodes from manager in the swarm.
+    Demote(NodesArgs),
+    /// Display detailed information on one or more nodes.
+    Inspect(InspectArgs),
     /// List nodes in the swarm.
     #[command(visible_alias = "list")]
     Ls(ListArgs),
-    /// Display detailed information on one or more nodes.
-    Inspect(InspectArgs),
+    /// Promote one or more nodes to manager in the swarm.
+    Promote(NodesArgs),
+    /// Remove one or more nodes from the swarm.
+    #[command(visible_alias = "remove")]
+    Rm(RemoveArgs),
+    /// Update a node.
+    Update(UpdateArgs),
 }
 
 /// Flags of `node ls`.
@@ -59,8 +70,12 @@ enum InspectFormat {
 pub async fn run(daemon: &Daemon, command: NodeCommand) -> Result<()> {
     let docker = daemon.client()?;
     match command {
-        NodeCommand::Ls(args) => list(&docker, &args).await,
+        NodeCommand::Demote(args) => node_update::demote(&docker, &args).await,
         NodeCommand::Inspect(args) => inspect(daemon, &docker, &args).await,
+        NodeCommand::Ls(args) => list(&docker, &args).await,
+        NodeCommand::Promote(args) => node_update::promote(&docker, &args).await,
+        NodeCommand::Rm(args) => node_update::remove(daemon, &docker, &args).await,
+        NodeCommand::Update(args) => node_update::update(&docker, &args).await,
     }
 }
 

@@ -1,4 +1,5 @@
-//! `shoal swarm init|join-token|leave`, printed as `docker swarm ...` prints them.
+//! `shoal swarm init|join-token|leave`, printed as `docker swarm ...` prints them;
+//! `join` and `update` have their own files.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -6,10 +7,12 @@ use std::net::IpAddr;
 use anyhow::Result;
 use bollard::Docker;
 use bollard::errors::Error as ApiError;
-use bollard::models::{JoinTokens, SwarmInitRequest};
-use bollard::query_parameters::LeaveSwarmOptions;
+use bollard::models::{JoinTokens, NodeSpecRoleEnum, SwarmInitRequest};
+use bollard::query_parameters::{LeaveSwarmOptions, UpdateSwarmOptions};
 
 use super::connect::Daemon;
+use super::swarm_join::{self, JoinArgs};
+use super::swarm_update::{self, UpdateArgs, update_swarm};
 
 /// The swarm management port, which docker adds to listen addresses given without one.
 const SWARM_PORT: u16 = 2377;
@@ -19,10 +22,16 @@ const SWARM_PORT: u16 = 2377;
 pub enum SwarmCommand {
     /// Initialize a swarm.
     Init(InitArgs),
+    /// Join a swarm as a node and/or manager.
+    Join(JoinArgs),
     /// Manage join tokens.
     JoinToken(JoinTokenArgs),
     /// Leave the swarm.
     Leave(LeaveArgs),
+    /// Update the swarm.
+    // Docker prints its help when given no flag: there is nothing to update.
+    #[command(arg_required_else_help = true)]
+    Update(UpdateArgs),
 }
 
 /// Flags of `swarm init`.
@@ -49,6 +58,9 @@ pub struct InitArgs {
 /// Flags and argument of `swarm join-token`.
 #[derive(Debug, clap::Args)]
 pub struct JoinTokenArgs {
+    /// Rotate join token.
+    #[arg(long)]
+    rotate: bool,
     /// Only display token.
     #[arg(short, long)]
     quiet: bool,
@@ -65,10 +77,12 @@ pub struct LeaveArgs {
     force: bool,
 }
 
-/// The role a join token admits a node as.
+/// A node's role in the swarm, as flags name it; also the role a join token admits a node as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Role {
+pub enum Role {
+    /// Runs tasks.
     Worker,
+    /// Runs tasks and takes part in managing the swarm.
     Manager,
 }
 
@@ -80,6 +94,15 @@ impl Role {
             Role::Manager => tokens.manager,
         }
         .unwrap_or_default()
+    }
+}
+
+impl From<Role> for NodeSpecRoleEnum {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Worker => NodeSpecRoleEnum::WORKER,
+            Role::Manager => NodeSpecRoleEnum::MANAGER,
+        }
     }
 }
 
@@ -97,6 +120,7 @@ pub async fn run(daemon: &Daemon, command: SwarmCommand) -> Result<()> {
     let docker = daemon.client()?;
     match command {
         SwarmCommand::Init(args) => init(&docker, args).await,
+        SwarmCommand::Join(args) => swarm_join::join(daemon, args).await,
         SwarmCommand::JoinToken(args) => join_token(&docker, &args).await,
         SwarmCommand::Leave(args) => {
             let options = LeaveSwarmOptions { force: args.force };
@@ -104,6 +128,7 @@ pub async fn run(daemon: &Daemon, command: SwarmCommand) -> Result<()> {
             println!("Node left the swarm.");
             Ok(())
         }
+        SwarmCommand::Update(args) => swarm_update::update(&docker, &args).await,
     }
 }
 
@@ -146,6 +171,18 @@ fn advertise_hint(error: ApiError) -> ApiError {
 }
 
 async fn join_token(docker: &Docker, args: &JoinTokenArgs) -> Result<()> {
+    if args.rotate {
+        let rotation = UpdateSwarmOptions {
+            rotate_worker_token: args.role == Role::Worker,
+            rotate_manager_token: args.role == Role::Manager,
+            ..Default::default()
+        };
+        update_swarm(docker, rotation, |_| ()).await?;
+        if !args.quiet {
+            print!("{}", rotated(args.role));
+        }
+    }
+    // The swarm is read after the rotation, so what follows shows the new token.
     if args.quiet {
         let tokens = docker
             .inspect_swarm()
@@ -175,6 +212,11 @@ async fn print_join_command(docker: &Docker, node_id: &str, role: Role) -> Resul
     Ok(())
 }
 
+/// Docker's confirmation of a token rotation, which precedes the new join instructions.
+fn rotated(role: Role) -> String {
+    format!("Successfully rotated {role} join token.\n\n")
+}
+
 /// Docker's instructions for joining the swarm as `role`.
 fn join_instructions(role: Role, token: &str, manager_addr: &str) -> String {
     format!(
@@ -185,7 +227,7 @@ fn join_instructions(role: Role, token: &str, manager_addr: &str) -> String {
 
 /// A `--listen-addr` completed the way docker completes it: a missing host becomes
 /// `0.0.0.0` and a missing port the swarm port (`eth0` -> `eth0:2377`, `:4000` -> `0.0.0.0:4000`).
-fn listen_addr(value: &str) -> Result<String, String> {
+pub fn listen_addr(value: &str) -> Result<String, String> {
     let value = value.strip_prefix("tcp://").unwrap_or(value);
     let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let (host, after) = rest
@@ -250,6 +292,30 @@ mod tests {
         assert!(
             join_instructions(Role::Manager, "T", "A")
                 .starts_with("To add a manager to this swarm, run the following command:\n")
+        );
+    }
+
+    #[test]
+    fn rotation_is_confirmed_before_the_instructions() {
+        assert_eq!(
+            rotated(Role::Worker),
+            "Successfully rotated worker join token.\n\n"
+        );
+        assert_eq!(
+            rotated(Role::Manager),
+            "Successfully rotated manager join token.\n\n"
+        );
+    }
+
+    #[test]
+    fn role_flags_name_the_api_roles() {
+        assert_eq!(
+            NodeSpecRoleEnum::from(Role::Manager),
+            NodeSpecRoleEnum::MANAGER
+        );
+        assert_eq!(
+            NodeSpecRoleEnum::from(Role::Worker),
+            NodeSpecRoleEnum::WORKER
         );
     }
 

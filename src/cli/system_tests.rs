@@ -72,6 +72,31 @@ fn info_of_a_worker_leaves_out_the_cluster() {
 }
 
 #[test]
+fn info_of_a_joined_worker_lists_the_managers_it_knows() {
+    // What a worker reports: no cluster, node or manager counts, only its managers' addresses.
+    let peer = |addr: &str| PeerNode {
+        node_id: Some("m".into()),
+        addr: Some(addr.into()),
+    };
+    let info = SystemInfo {
+        swarm: Some(SwarmInfo {
+            node_id: Some("w9".into()),
+            node_addr: Some("10.0.0.7".into()),
+            local_node_state: Some(LocalNodeState::ACTIVE),
+            control_available: Some(false),
+            remote_managers: Some(vec![peer("10.0.0.3:2377"), peer("10.0.0.1:2377")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        server_info(&info),
+        "Server:\n Swarm: active\n  NodeID: w9\n  Is Manager: false\n  Node Address: 10.0.0.7\n  \
+         Manager Addresses:\n   10.0.0.1:2377\n   10.0.0.3:2377\n\n"
+    );
+}
+
+#[test]
 fn info_outside_a_swarm_only_says_inactive() {
     let info = SystemInfo {
         swarm: Some(SwarmInfo {
