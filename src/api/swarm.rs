@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use bollard::models::{JoinTokens, ObjectVersion, SwarmInitRequest, SwarmJoinRequest, SwarmSpec};
+use bollard::models::{
+    JoinTokens, NodeSpecAvailabilityEnum, ObjectVersion, SwarmInitRequest, SwarmJoinRequest,
+    SwarmSpec,
+};
 use serde::Deserialize;
 
 use super::body::{JsonBody, VersionQuery, flag};
@@ -64,12 +67,21 @@ pub async fn leave(
     Ok(())
 }
 
+/// The body of `POST /swarm/join`: bollard's model lacks docker's `Availability`.
+#[derive(Deserialize)]
+pub struct JoinBody {
+    #[serde(flatten)]
+    request: SwarmJoinRequest,
+    #[serde(rename = "Availability")]
+    availability: Option<NodeSpecAvailabilityEnum>,
+}
+
 /// `POST /swarm/join`
 pub async fn join(
     State(daemon): State<Arc<Daemon>>,
-    JsonBody(request): JsonBody<SwarmJoinRequest>,
+    JsonBody(body): JsonBody<JoinBody>,
 ) -> ApiResult<()> {
-    daemon.join_swarm(request).await?;
+    daemon.join_swarm(body.request, body.availability).await?;
     Ok(())
 }
 

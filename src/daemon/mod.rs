@@ -99,12 +99,13 @@ impl Daemon {
     pub async fn join_swarm(
         &self,
         request: bollard::models::SwarmJoinRequest,
+        availability: Option<bollard::models::NodeSpecAvailabilityEnum>,
     ) -> Result<Arc<SwarmNode>, SwarmError> {
         let mut membership = self.swarm.write().await;
         if membership.is_some() {
             return Err(SwarmError::AlreadyInSwarm);
         }
-        let node = swarm::join(&self.data_dir, &self.hostname, request).await?;
+        let node = swarm::join(&self.data_dir, &self.hostname, request, availability).await?;
         *membership = Some(node.clone());
         Ok(node)
     }

@@ -64,11 +64,16 @@ pub struct JoinSettings {
     pub advertise: Option<Advertise>,
     /// Where the control port listens, if the node is or becomes a manager.
     pub listen_addr: SocketAddr,
+    /// The node's availability (`swarm join --availability`).
+    pub availability: Option<NodeSpecAvailabilityEnum>,
 }
 
 impl JoinSettings {
     /// Checks a `POST /swarm/join` body.
-    pub fn from_request(request: SwarmJoinRequest) -> Result<Self, SwarmError> {
+    pub fn from_request(
+        request: SwarmJoinRequest,
+        availability: Option<NodeSpecAvailabilityEnum>,
+    ) -> Result<Self, SwarmError> {
         let remote = request
             .remote_addrs
             .unwrap_or_default()
@@ -98,6 +103,7 @@ impl JoinSettings {
             token,
             advertise,
             listen_addr: parse_listen_addr(request.listen_addr.as_deref().unwrap_or(""))?,
+            availability,
         })
     }
 }

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bollard::models::{
-    EngineDescription, NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeState, NodeStatus,
-    SwarmInitRequest, SwarmJoinRequest,
+    EngineDescription, NodeDescription, NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum,
+    NodeState, NodeStatus, SwarmInitRequest, SwarmJoinRequest,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -535,8 +535,9 @@ pub async fn join(
     data_dir: &Path,
     hostname: &str,
     request: SwarmJoinRequest,
+    availability: Option<NodeSpecAvailabilityEnum>,
 ) -> Result<Arc<SwarmNode>, SwarmError> {
-    let settings = JoinSettings::from_request(request)?;
+    let settings = JoinSettings::from_request(request, availability)?;
     let result = enter(data_dir, hostname, settings).await;
     if result.is_err() {
         remove_dir(&swarm_dir(data_dir))?;
@@ -565,7 +566,7 @@ async fn enter(
         csr_pem: key.csr_pem()?,
         description: describe(hostname),
         advertise_addr: advertise_ip.to_string(),
-        availability: None,
+        availability: settings.availability,
     });
     let mut connection = Connection::connect(
         &settings.remote,
