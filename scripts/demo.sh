@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Demo: build shoal, make a one-host lab, start the daemon there and create a
-# swarm with the stock docker CLI. The lab is left running for you to explore
-# unless --down is given.
+# Demo: build shoal, make a four-host lab (the seed's cluster: one manager,
+# three workers), start a daemon on each host and form the swarm with the stock
+# docker CLI. The lab is left running for you to explore unless --down is given.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LAB=${LAB:-shoal}
@@ -13,7 +13,13 @@ case ${1:-} in
 esac
 
 lab() { netlab/lab.sh "$@"; }
-dk() { echo "\$ docker -H unix://$SOCK $*" >&2; docker -H "unix://$SOCK" "$@"; }
+# dk I ARGS...: the docker CLI against host I's daemon, echoing the command.
+dk() {
+  local sock
+  sock=$(lab sock "$1")
+  echo "\$ docker -H unix://$sock ${*:2}" >&2
+  docker -H "unix://$sock" "${@:2}"
+}
 # The indented lines under " Swarm:" in `docker info`.
 swarm_section() { awk '/^ Swarm:/ {p = 1; print; next} p && /^  / {print; next} {p = 0}'; }
 
@@ -29,20 +35,25 @@ finish() {
 scripts/setup.sh
 lab down >/dev/null          # a previous demo's lab, if any
 trap finish EXIT
-lab up 1
-lab start 1
+HOSTS=4
+lab up "$HOSTS"
+for i in $(seq 1 "$HOSTS"); do lab start "$i"; done
 SOCK=$(lab sock 1)
 ADDR=$(lab addr 1)
 
-dk swarm init --advertise-addr "$ADDR"
-dk node ls
-dk info | swarm_section
+dk 1 swarm init --advertise-addr "$ADDR"
+TOKEN=$(docker -H "unix://$SOCK" swarm join-token -q worker)
+for i in $(seq 2 "$HOSTS"); do
+  dk "$i" swarm join --token "$TOKEN" --advertise-addr "$(lab addr "$i")" "$ADDR:2377"
+done
+dk 1 node ls
+dk 1 info | swarm_section
 
 $DOWN && exit 0
 prefix=''
 [[ $LAB == shoal ]] || prefix="LAB=$LAB "
 echo
-echo "The lab '$LAB' is running: host h1 at $ADDR, log in $(dirname "$SOCK")/daemon.log"
+echo "The lab '$LAB' is running: manager h1 at $ADDR, workers h2-h$HOSTS; logs in $(dirname "$(dirname "$SOCK")")/h*/daemon.log"
 printf '  %-58s # %s\n' \
   "docker -H unix://$SOCK node ls" "the stock docker CLI" \
   "${prefix}netlab/lab.sh exec 1 ip addr" "a command inside h1" \
