@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod background;
 pub mod cli;
 pub mod daemon;
 pub mod fsutil;

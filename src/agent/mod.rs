@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 
 use crate::pki::{NodeCredentials, NodeIdentity, NodeKey};
 use crate::rpc::proto::{Failure, Request, Response, SessionInfo};
@@ -47,12 +46,8 @@ pub struct AgentConfig {
     pub manager: bool,
 }
 
-/// Starts the agent; it runs until `stop` turns true.
-pub fn spawn(
-    config: AgentConfig,
-    events: mpsc::Sender<AgentEvent>,
-    stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
+/// Runs the agent until aborted.
+pub async fn run(config: AgentConfig, events: mpsc::Sender<AgentEvent>) {
     let renew_at = NodeCredentials::load(&config.certificates_dir)
         .ok()
         .flatten()
@@ -64,7 +59,7 @@ pub fn spawn(
         leader: None,
         renew_at,
     };
-    tokio::spawn(agent.run(stop))
+    agent.run().await
 }
 
 struct Agent {
@@ -83,7 +78,7 @@ enum SessionEnd {
 }
 
 impl Agent {
-    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    async fn run(mut self) {
         loop {
             let candidates: Vec<String> = self
                 .leader
@@ -92,11 +87,7 @@ impl Agent {
                 .chain(self.config.managers.clone())
                 .collect();
             for addr in candidates {
-                let end = tokio::select! {
-                    _ = stop.wait_for(|stop| *stop) => return,
-                    end = self.session(&addr) => end,
-                };
-                match end {
+                match self.session(&addr).await {
                     SessionEnd::Redirect(leader) => {
                         self.leader = leader;
                         break;
@@ -106,10 +97,7 @@ impl Agent {
                     }
                 }
             }
-            tokio::select! {
-                _ = stop.wait_for(|stop| *stop) => return,
-                _ = tokio::time::sleep(RETRY_PAUSE) => {}
-            }
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 

@@ -13,7 +13,7 @@ use super::body::{Filters, JsonBody, VersionQuery, flag};
 use super::error::{ApiError, ApiResult};
 use crate::daemon::Daemon;
 use crate::manager::Manager;
-use crate::store::{Change, ClusterState, Kind, Node, Object, ObjectKey, Precondition, Proposal};
+use crate::store::{Change, ClusterState, Kind, Node, Object, ObjectKey, Proposal};
 
 /// The `filters` query parameter.
 #[derive(Deserialize)]
@@ -148,9 +148,7 @@ pub async fn update(
     let updated = {
         let applied = manager.store.read();
         let node = find(&applied.state, &name)?;
-        if node.spec.role == Some(NodeSpecRoleEnum::MANAGER)
-            && spec.role == Some(NodeSpecRoleEnum::WORKER)
-        {
+        if node.is_manager() && spec.role == Some(NodeSpecRoleEnum::WORKER) {
             check_demotion(&applied.state, node)?;
         }
         let mut updated = node.clone();
@@ -158,14 +156,8 @@ pub async fn update(
         updated.meta.touch();
         updated
     };
-    let change = Change::Put {
-        object: Object::Node(updated),
-        precondition: Precondition::Version(version),
-    };
     manager
-        .propose(Proposal {
-            changes: vec![change],
-        })
+        .propose(Proposal::update(Object::Node(updated), version))
         .await?;
     Ok(())
 }
@@ -176,11 +168,7 @@ fn check_demotion(state: &ClusterState, node: &Node) -> ApiResult<()> {
         .values()
         .filter(|n| n.manager.is_some())
         .collect();
-    let managers = state
-        .nodes
-        .values()
-        .filter(|n| n.spec.role == Some(NodeSpecRoleEnum::MANAGER))
-        .count();
+    let managers = state.nodes.values().filter(|n| n.is_manager()).count();
     if managers <= 1 {
         return Err(ApiError::bad_request(
             "attempting to demote the last manager of the swarm",
@@ -209,7 +197,7 @@ pub async fn remove(
     let id = {
         let applied = manager.store.read();
         let node = find(&applied.state, &name)?;
-        if node.spec.role == Some(NodeSpecRoleEnum::MANAGER) || node.manager.is_some() {
+        if node.is_manager() || node.manager.is_some() {
             return Err(ApiError::bad_request(format!(
                 "rpc error: code = FailedPrecondition desc = node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
                 node.id

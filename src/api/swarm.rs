@@ -15,7 +15,7 @@ use super::error::{ApiError, ApiResult};
 use crate::daemon::Daemon;
 use crate::daemon::settings::with_defaults;
 use crate::pki::{JoinToken, MIN_NODE_CERT_VALIDITY};
-use crate::store::{Change, Object, Precondition, Proposal};
+use crate::store::{Object, Proposal};
 
 /// `POST /swarm/init`: answers the new node's ID.
 pub async fn init(
@@ -125,14 +125,8 @@ pub async fn update(
     }
     cluster.spec = spec;
     cluster.meta.touch();
-    let change = Change::Put {
-        object: Object::Cluster(cluster),
-        precondition: Precondition::Version(version),
-    };
     manager
-        .propose(Proposal {
-            changes: vec![change],
-        })
+        .propose(Proposal::update(Object::Cluster(cluster), version))
         .await?;
     Ok(())
 }

@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method};
 use bollard::models::{
-    ClusterInfo, LocalNodeState, NodeSpecRoleEnum, ObjectVersion, PeerNode, SwarmInfo, SystemInfo,
-    SystemVersion, SystemVersionComponents, SystemVersionPlatform,
+    ClusterInfo, LocalNodeState, ObjectVersion, PeerNode, SwarmInfo, SystemInfo, SystemVersion,
+    SystemVersionComponents, SystemVersionPlatform,
 };
 
 use super::{API_VERSION, MIN_API_VERSION};
@@ -140,11 +140,7 @@ fn manager_info(node: &SwarmNode, manager: &Manager) -> SwarmInfo {
             })
         })
         .collect();
-    let managers = state
-        .nodes
-        .values()
-        .filter(|n| n.spec.role == Some(NodeSpecRoleEnum::MANAGER))
-        .count();
+    let managers = state.nodes.values().filter(|n| n.is_manager()).count();
     let cluster = state.cluster().map(|c| ClusterInfo {
         id: Some(c.id.clone()),
         version: Some(ObjectVersion {

@@ -18,12 +18,12 @@ use bollard::models::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 
 use super::host;
 use super::settings::{InitSettings, JoinSettings, route_source};
 use crate::agent::{self, AgentConfig, AgentEvent};
+use crate::background::Background;
 use crate::fsutil;
 use crate::manager::{Manager, ManagerConfig};
 use crate::pki::{self, JoinToken, NodeCredentials, NodeIdentity, NodeKey, Role, RootCa};
@@ -127,8 +127,7 @@ pub struct SwarmNode {
     tls: Arc<Tls>,
     manager: RwLock<Option<Arc<Manager>>>,
     managers: Mutex<Vec<String>>,
-    stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    background: Background,
 }
 
 impl SwarmNode {
@@ -269,19 +268,15 @@ impl SwarmNode {
             managers: self.managers(),
             manager: self.manager().is_some(),
         };
-        let agent = agent::spawn(config, events, self.stop.subscribe());
+        self.background.spawn(agent::run(config, events));
         let node = self.clone();
-        let follower = tokio::spawn(async move {
+        self.background.spawn(async move {
             while let Some(event) = received.recv().await {
                 if let Err(e) = node.follow(event).await {
                     tracing::error!("cannot follow the swarm's change: {e:#}");
                 }
             }
         });
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend([agent, follower]);
     }
 
     async fn follow(&self, event: AgentEvent) -> anyhow::Result<()> {
@@ -302,12 +297,7 @@ impl SwarmNode {
 
     /// Stops the agent and the manager; the membership stays on disk.
     pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in tasks {
-            task.abort();
-            let _ = task.await;
-        }
+        self.background.stop().await;
         if let Some(manager) = self.manager() {
             manager.shutdown().await;
         }
@@ -336,8 +326,7 @@ fn node_from(data_dir: &Path, membership: Membership) -> anyhow::Result<Arc<Swar
         tls,
         manager: RwLock::new(None),
         managers: Mutex::new(membership.managers),
-        stop: watch::channel(false).0,
-        tasks: Mutex::new(Vec::new()),
+        background: Background::default(),
     }))
 }
 

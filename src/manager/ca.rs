@@ -11,7 +11,7 @@ use bollard::models::{
 use super::Manager;
 use crate::pki::{self, Role, tokens_equal};
 use crate::rpc::proto::{Failure, JoinRequest, Joined};
-use crate::store::{Change, Cluster, Meta, Node, Object, Precondition, Proposal};
+use crate::store::{Cluster, Meta, Node, Object, Proposal};
 
 /// Docker's answer to a wrong join token.
 pub const INVALID_TOKEN: &str = "A valid join token is necessary to join this cluster";
@@ -63,14 +63,8 @@ pub async fn join(manager: &Manager, request: JoinRequest) -> Result<Joined, Fai
         },
         manager: None,
     };
-    let create = Change::Put {
-        object: Object::Node(node),
-        precondition: Precondition::Absent,
-    };
     manager
-        .propose(Proposal {
-            changes: vec![create],
-        })
+        .propose(Proposal::create(Object::Node(node)))
         .await
         .map_err(internal)?;
     tracing::info!(node = %node_id, manager = is_manager, "node joined");
@@ -87,16 +81,17 @@ pub fn renew(manager: &Manager, node_id: &str, csr_pem: &str) -> Result<String, 
     let cluster = manager
         .cluster()
         .ok_or_else(|| Failure::Internal("this manager has no swarm state yet".into()))?;
-    let role = match manager
+    let is_manager = manager
         .store
         .read()
         .state
         .nodes
         .get(node_id)
-        .and_then(|n| n.spec.role)
-    {
-        Some(NodeSpecRoleEnum::MANAGER) => Role::Manager,
-        _ => Role::Worker,
+        .is_some_and(|n| n.is_manager());
+    let role = if is_manager {
+        Role::Manager
+    } else {
+        Role::Worker
     };
     sign(manager, &cluster, csr_pem, node_id, role)
 }

@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bollard::models::{NodeSpecRoleEnum, NodeState};
-use tokio::sync::watch;
+use bollard::models::NodeState;
 
 use super::Manager;
 use crate::rpc::proto::SessionInfo;
-use crate::store::{Change, Node, Object, Precondition, Proposal};
+use crate::store::{Node, Object, Proposal};
 
 /// How often the leader re-evaluates node health.
 const TICK: Duration = Duration::from_millis(250);
@@ -37,8 +36,7 @@ impl Dispatcher {
             .state
             .nodes
             .get(node_id)
-            .and_then(|n| n.spec.role)
-            == Some(NodeSpecRoleEnum::MANAGER);
+            .is_some_and(|n| n.is_manager());
         SessionInfo {
             period_ms: heartbeat_period(manager).as_millis() as u64,
             managers: manager.manager_addrs(),
@@ -70,14 +68,11 @@ pub fn heartbeat_period(manager: &Manager) -> Duration {
         .map_or(DEFAULT_PERIOD, |n| Duration::from_nanos(n as u64))
 }
 
-/// Runs until `stop`: on the leader, writes every change of node status or reachability.
-pub async fn run(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
+/// Runs until aborted: on the leader, writes every change of node status or reachability.
+pub async fn run(manager: Arc<Manager>) {
     let mut leader_since = None;
     loop {
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep(TICK) => {}
-        }
+        tokio::time::sleep(TICK).await;
         if !manager.is_leader() {
             leader_since = None;
             continue;
@@ -85,15 +80,10 @@ pub async fn run(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
         let since: Instant = *leader_since.get_or_insert_with(Instant::now);
         for node in changed_nodes(&manager, since) {
             let version = node.meta.version;
-            let change = Change::Put {
-                object: Object::Node(node),
-                precondition: Precondition::Version(version),
-            };
+
             // A conflict means someone else changed the node; the next tick looks again.
             if let Err(e) = manager
-                .propose(Proposal {
-                    changes: vec![change],
-                })
+                .propose(Proposal::update(Object::Node(node), version))
                 .await
             {
                 tracing::debug!("node health not written: {e}");

@@ -11,13 +11,12 @@ mod service;
 pub mod transport;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use crate::background::Background;
 use crate::pki::RootCa;
 use crate::rpc::proto::{Failure, Request, Response};
 use crate::rpc::{Connection, Tls};
@@ -62,8 +61,7 @@ pub struct Manager {
     root_ca: OnceLock<RootCa>,
     health: Arc<PeerHealth>,
     dispatcher: Dispatcher,
-    stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    background: Background,
 }
 
 impl Manager {
@@ -72,7 +70,6 @@ impl Manager {
         let health = Arc::new(PeerHealth::default());
         let transport = RaftTransport::new(config.tls.clone(), health.clone());
         let store = Store::open(&config.raft_dir, config.raft_id, transport).await?;
-        let (stop, stopped) = watch::channel(false);
         let manager = Arc::new(Manager {
             node_id: config.node_id,
             raft_id: config.raft_id,
@@ -82,30 +79,20 @@ impl Manager {
             root_ca: OnceLock::new(),
             health,
             dispatcher: Dispatcher::default(),
-            stop,
-            tasks: Mutex::new(Vec::new()),
+            background: Background::default(),
         });
-        let tasks = vec![
-            tokio::spawn(service::serve(
-                manager.clone(),
-                config.listener,
-                stopped.clone(),
-            )),
-            tokio::spawn(health::run(manager.clone(), stopped.clone())),
-            tokio::spawn(roles::run(manager.clone(), stopped)),
-        ];
-        *manager.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        let stopping = manager.background.stopping();
+        manager
+            .background
+            .spawn(service::serve(manager.clone(), config.listener, stopping));
+        manager.background.spawn(health::run(manager.clone()));
+        manager.background.spawn(roles::run(manager.clone()));
         Ok(manager)
     }
 
     /// Stops serving and stops Raft; the data stays on disk.
     pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in tasks {
-            task.abort();
-            let _ = task.await;
-        }
+        self.background.stop().await;
         self.store.shutdown().await;
     }
 

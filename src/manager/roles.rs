@@ -5,14 +5,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::NodeSpecRoleEnum;
-use tokio::sync::watch;
-
 use super::Manager;
 use super::service::not_leader;
 use crate::rpc::proto::Failure;
 use crate::store::raft::RaftId;
-use crate::store::{Change, ManagerRecord, Node, Object, Precondition, Proposal, RaftPeer};
+use crate::store::{ManagerRecord, Node, Object, Proposal, RaftPeer};
 
 /// How often the leader looks for demoted managers still in Raft.
 const TICK: Duration = Duration::from_millis(500);
@@ -69,14 +66,8 @@ async fn update_node(
         let version = node.meta.version;
         edit(&mut node);
         node.meta.touch();
-        let change = Change::Put {
-            object: Object::Node(node),
-            precondition: Precondition::Version(version),
-        };
         match manager
-            .propose(Proposal {
-                changes: vec![change],
-            })
+            .propose(Proposal::update(Object::Node(node), version))
             .await
         {
             Ok(()) => return Ok(()),
@@ -89,13 +80,10 @@ async fn update_node(
     )))
 }
 
-/// Runs until `stop`: on the leader, takes demoted managers out of Raft.
-pub async fn run(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
+/// Runs until aborted: on the leader, takes demoted managers out of Raft.
+pub async fn run(manager: Arc<Manager>) {
     loop {
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep(TICK) => {}
-        }
+        tokio::time::sleep(TICK).await;
         if !manager.is_leader() {
             continue;
         }
@@ -105,7 +93,7 @@ pub async fn run(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
                 .state
                 .nodes
                 .values()
-                .filter(|n| n.spec.role != Some(NodeSpecRoleEnum::MANAGER))
+                .filter(|n| !n.is_manager())
                 .filter_map(|n| n.manager.as_ref().map(|m| (n.id.clone(), m.raft_id)))
                 .collect()
         };

@@ -2,27 +2,24 @@
 
 use std::sync::Arc;
 
-use bollard::models::NodeSpecRoleEnum;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{Manager, ca, roles};
+use crate::background::stopped;
 use crate::pki::Role;
 use crate::rpc::Peer;
 use crate::rpc::proto::{Failure, Request, Response};
 use crate::store::StoreError;
 
-/// Serves the control port until `stop` turns true.
-pub async fn serve(manager: Arc<Manager>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+/// Serves the control port until `stopping` turns true.
+pub async fn serve(manager: Arc<Manager>, listener: TcpListener, stopping: watch::Receiver<bool>) {
     let tls = manager.tls.clone();
     let handler = move |peer: Peer, request: Request| {
         let manager = manager.clone();
         async move { handle(&manager, peer, request).await }
     };
-    let stopped = async move {
-        let _ = stop.wait_for(|stop| *stop).await;
-    };
-    crate::rpc::serve(listener, tls, handler, stopped).await;
+    crate::rpc::serve(listener, tls, handler, stopped(stopping)).await;
 }
 
 async fn handle(manager: &Manager, peer: Peer, request: Request) -> Response {
@@ -128,7 +125,7 @@ fn require_manager(manager: &Manager, peer: &Peer) -> Result<String, Failure> {
             .state
             .nodes
             .get(&node_id)
-            .is_some_and(|n| n.spec.role == Some(NodeSpecRoleEnum::MANAGER));
+            .is_some_and(|n| n.is_manager());
     if !(by_certificate && by_store) {
         return Err(Failure::Denied(format!(
             "node {node_id} is not a manager: permission denied"

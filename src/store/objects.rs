@@ -3,7 +3,7 @@
 //! They embed bollard's API models where the API hands a user's spec straight back (a node's
 //! spec, the swarm spec), so the JSON docker sees is the JSON that was stored.
 
-use bollard::models::{NodeDescription, NodeSpec, NodeStatus, SwarmSpec};
+use bollard::models::{NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeStatus, SwarmSpec};
 use serde::{Deserialize, Serialize};
 
 /// Bookkeeping every stored object carries.
@@ -87,6 +87,13 @@ pub struct Node {
     pub status: NodeStatus,
     /// Set when the node is a manager: its place in Raft.
     pub manager: Option<ManagerRecord>,
+}
+
+impl Node {
+    /// Whether the node's role is manager (what `node promote` and `demote` change).
+    pub fn is_manager(&self) -> bool {
+        self.spec.role == Some(NodeSpecRoleEnum::MANAGER)
+    }
 }
 
 /// A manager's Raft identity and control address.

@@ -46,6 +46,28 @@ pub struct Proposal {
     pub changes: Vec<Change>,
 }
 
+impl Proposal {
+    /// Creates `object`, which must not exist yet.
+    pub fn create(object: Object) -> Self {
+        Proposal {
+            changes: vec![Change::Put {
+                object,
+                precondition: Precondition::Absent,
+            }],
+        }
+    }
+
+    /// Replaces `object`, which must still be at `version` (the version the writer read).
+    pub fn update(object: Object, version: u64) -> Self {
+        Proposal {
+            changes: vec![Change::Put {
+                object,
+                precondition: Precondition::Version(version),
+            }],
+        }
+    }
+}
+
 /// Why a proposal was refused. Refusal is a normal outcome, replicated like any other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Conflict {
