@@ -81,13 +81,7 @@ pub fn renew(manager: &Manager, node_id: &str, csr_pem: &str) -> Result<String, 
     let cluster = manager
         .cluster()
         .ok_or_else(|| Failure::Internal("this manager has no swarm state yet".into()))?;
-    let is_manager = manager
-        .store
-        .read()
-        .state
-        .nodes
-        .get(node_id)
-        .is_some_and(|n| n.is_manager());
+    let is_manager = manager.node_is_manager(node_id);
     let role = if is_manager {
         Role::Manager
     } else {

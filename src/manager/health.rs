@@ -30,13 +30,7 @@ impl Dispatcher {
     /// Records a heartbeat from `node_id` and tells it how to go on.
     pub fn heartbeat(&self, manager: &Manager, node_id: &str) -> SessionInfo {
         self.lock().insert(node_id.to_string(), Instant::now());
-        let is_manager = manager
-            .store
-            .read()
-            .state
-            .nodes
-            .get(node_id)
-            .is_some_and(|n| n.is_manager());
+        let is_manager = manager.node_is_manager(node_id);
         SessionInfo {
             period_ms: heartbeat_period(manager).as_millis() as u64,
             managers: manager.manager_addrs(),

@@ -106,6 +106,16 @@ impl Manager {
         self.store.read().state.cluster().cloned()
     }
 
+    /// Whether the store gives node `node_id` the manager role.
+    pub fn node_is_manager(&self, node_id: &str) -> bool {
+        self.store
+            .read()
+            .state
+            .nodes
+            .get(node_id)
+            .is_some_and(|n| n.is_manager())
+    }
+
     /// The swarm's root CA, parsed once from the store.
     pub fn root_ca(&self) -> anyhow::Result<&RootCa> {
         if let Some(ca) = self.root_ca.get() {

@@ -144,24 +144,17 @@ mod no_peers;
 mod tests {
     use super::*;
 
-    fn node(id: &str) -> Object {
-        Object::Node(Node {
-            id: id.into(),
-            meta: Meta::now(),
-            spec: Default::default(),
-            description: Default::default(),
-            status: Default::default(),
-            manager: None,
-        })
-    }
+    use state::test_node as node;
 
-    fn create(object: Object) -> Proposal {
-        Proposal {
-            changes: vec![Change::Put {
-                object,
-                precondition: Precondition::Absent,
-            }],
-        }
+    /// A store of one member that leads.
+    async fn bootstrapped(dir: &Path) -> Store {
+        let store = Store::open(dir, 7, no_peers::NoPeers).await.unwrap();
+        store.bootstrap(7, RaftPeer::default()).await.unwrap();
+        store
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .unwrap();
+        store
     }
 
     async fn open_leader(dir: &Path) -> Store {
@@ -191,7 +184,7 @@ mod tests {
             .wait_for_leader(Duration::from_secs(10))
             .await
             .unwrap();
-        store.propose(create(node("a"))).await.unwrap();
+        store.propose(Proposal::create(node("a"))).await.unwrap();
         let version = store.read().state.nodes["a"].meta.version;
         assert!(version > 0);
         store.shutdown().await;
@@ -200,21 +193,19 @@ mod tests {
         let store = open_leader(dir.path()).await;
         assert_eq!(store.leader(), Some(7));
         assert_eq!(store.read().state.nodes["a"].meta.version, version);
-        store.propose(create(node("b"))).await.unwrap();
+        store.propose(Proposal::create(node("b"))).await.unwrap();
         store.shutdown().await;
     }
 
     #[tokio::test]
     async fn a_refused_proposal_reports_its_conflict() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 7, no_peers::NoPeers).await.unwrap();
-        store.bootstrap(7, RaftPeer::default()).await.unwrap();
-        store
-            .wait_for_leader(Duration::from_secs(10))
+        let store = bootstrapped(dir.path()).await;
+        store.propose(Proposal::create(node("a"))).await.unwrap();
+        let err = store
+            .propose(Proposal::create(node("a")))
             .await
-            .unwrap();
-        store.propose(create(node("a"))).await.unwrap();
-        let err = store.propose(create(node("a"))).await.unwrap_err();
+            .unwrap_err();
         assert!(
             matches!(err, StoreError::Conflict(Conflict::Exists(_))),
             "{err}"
@@ -225,13 +216,8 @@ mod tests {
     #[tokio::test]
     async fn snapshot_holds_the_state_it_claims() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 7, no_peers::NoPeers).await.unwrap();
-        store.bootstrap(7, RaftPeer::default()).await.unwrap();
-        store
-            .wait_for_leader(Duration::from_secs(10))
-            .await
-            .unwrap();
-        store.propose(create(node("a"))).await.unwrap();
+        let store = bootstrapped(dir.path()).await;
+        store.propose(Proposal::create(node("a"))).await.unwrap();
         store.raft.trigger().snapshot().await.unwrap();
         let metrics = store.raft.wait(Some(Duration::from_secs(10)));
         metrics

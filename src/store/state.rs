@@ -186,21 +186,23 @@ impl ClusterState {
     }
 }
 
+/// A bare node object for tests.
+#[cfg(test)]
+pub fn test_node(id: &str) -> Object {
+    Object::Node(Node {
+        id: id.into(),
+        meta: super::objects::Meta::now(),
+        spec: Default::default(),
+        description: Default::default(),
+        status: Default::default(),
+        manager: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_node as node;
     use super::*;
-    use crate::store::objects::Meta;
-
-    fn node(id: &str) -> Object {
-        Object::Node(Node {
-            id: id.into(),
-            meta: Meta::now(),
-            spec: Default::default(),
-            description: Default::default(),
-            status: Default::default(),
-            manager: None,
-        })
-    }
 
     fn put(object: Object, precondition: Precondition) -> Proposal {
         Proposal {
