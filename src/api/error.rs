@@ -87,7 +87,9 @@ impl From<SwarmError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
-            StoreError::Conflict(Conflict::Exists(_)) => StatusCode::CONFLICT,
+            StoreError::Conflict(Conflict::Exists(_) | Conflict::NameInUse(_)) => {
+                StatusCode::CONFLICT
+            }
             StoreError::Conflict(Conflict::Missing(_)) => StatusCode::NOT_FOUND,
             // Docker reports a stale version as an internal error of the update RPC.
             StoreError::Conflict(Conflict::Stale { .. }) | StoreError::Raft(_) => {

@@ -13,9 +13,10 @@ use openraft::{
 };
 use redb::{Database, ReadableTable};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::db::{self, MACHINE_META, OBJECTS, any};
-use super::objects::ObjectKey;
+use super::objects::{Kind, ObjectKey};
 use super::raft::{ApplyResult, Entry, LogId, RaftId, RaftPeer, StorageError, TypeConfig};
 use super::state::{Change, ClusterState};
 
@@ -43,6 +44,7 @@ pub struct Applied {
 #[derive(Clone)]
 pub struct StateReader {
     applied: Arc<RwLock<Applied>>,
+    changes: watch::Receiver<u64>,
 }
 
 impl StateReader {
@@ -52,21 +54,29 @@ impl StateReader {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// The index of the last applied log entry, changing with every apply.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
 }
 
 /// The state machine openraft drives.
 pub struct StateMachine {
     db: Arc<Database>,
     applied: Arc<RwLock<Applied>>,
+    changes: watch::Sender<u64>,
 }
 
 impl StateMachine {
     /// Loads the state machine from `db`, which [`db::open`] prepared.
     pub fn load(db: Arc<Database>) -> anyhow::Result<Self> {
         let applied = load_applied(&db)?;
+        let index = applied.last_applied.map_or(0, |id| id.index);
         Ok(StateMachine {
             db,
             applied: Arc::new(RwLock::new(applied)),
+            changes: watch::channel(index).0,
         })
     }
 
@@ -74,6 +84,7 @@ impl StateMachine {
     pub fn reader(&self) -> StateReader {
         StateReader {
             applied: self.applied.clone(),
+            changes: self.changes.subscribe(),
         }
     }
 
@@ -130,6 +141,12 @@ fn changed_keys(change: &Change) -> ObjectKey {
     match change {
         Change::Put { object, .. } => object.key(),
         Change::Delete { key } => key.clone(),
+        Change::TaskStatus { task_id, .. }
+        | Change::TaskDesired { task_id, .. }
+        | Change::TaskAssign { task_id, .. } => ObjectKey {
+            kind: Kind::Task,
+            id: task_id.clone(),
+        },
     }
 }
 
@@ -183,6 +200,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             return Err(StorageIOError::write_state_machine(e).into());
         }
+        let index = applied.last_applied.map_or(0, |id| id.index);
+        drop(applied);
+        self.changes.send_replace(index);
         Ok(results)
     }
 
@@ -215,7 +235,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Ok(received)
         };
         let received = install().map_err(|e| StorageIOError::write_snapshot(signature, e))?;
+        let index = received.last_applied.map_or(0, |id| id.index);
         *self.lock() = received;
+        self.changes.send_replace(index);
         Ok(())
     }
 

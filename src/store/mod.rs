@@ -22,7 +22,9 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 
 pub use machine::Applied;
-pub use objects::{Cluster, Kind, ManagerRecord, Meta, Node, Object, ObjectKey, RootCaMaterial};
+pub use objects::{
+    Cluster, Kind, ManagerRecord, Meta, Node, Object, ObjectKey, RootCaMaterial, Service, Task,
+};
 pub use raft::{RaftId, RaftPeer};
 pub use state::{Change, ClusterState, Conflict, Precondition, Proposal};
 
@@ -115,6 +117,11 @@ impl Store {
     /// The applied state; hold the guard briefly (it blocks applying).
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
         self.reader.read()
+    }
+
+    /// Changes whenever a log entry is applied: what reconcile loops and long polls wait on.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reader.changes()
     }
 
     /// Stops this Raft member; the data stays on disk.

@@ -3,7 +3,10 @@
 //! They embed bollard's API models where the API hands a user's spec straight back (a node's
 //! spec, the swarm spec), so the JSON docker sees is the JSON that was stored.
 
-use bollard::models::{NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeStatus, SwarmSpec};
+use bollard::models::{
+    NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeStatus, ServiceSpec, ServiceUpdateStatus,
+    SwarmSpec, TaskSpec, TaskState, TaskStatus,
+};
 use serde::{Deserialize, Serialize};
 
 /// Bookkeeping every stored object carries.
@@ -107,6 +110,72 @@ pub struct ManagerRecord {
     pub reachable: bool,
 }
 
+/// A service: the desired state the orchestrator turns into tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    /// Service ID (25 base-36 characters).
+    pub id: String,
+    /// Version and times.
+    pub meta: Meta,
+    /// What the user asked for.
+    pub spec: ServiceSpec,
+    /// The spec before the last update, for `service rollback`.
+    pub previous_spec: Option<ServiceSpec>,
+    /// Counts spec changes (updates, rollbacks, `--force`); a task runs the generation it was
+    /// made from, so tasks of an older generation are the ones a rolling update replaces.
+    pub generation: u64,
+    /// Progress of the last rolling update or rollback.
+    pub update_status: Option<ServiceUpdateStatus>,
+}
+
+/// One run of a service's container spec on one node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Task ID (25 base-36 characters).
+    pub id: String,
+    /// Version and times.
+    pub meta: Meta,
+    /// The service it belongs to.
+    pub service_id: String,
+    /// Replica number (1..) of a replicated service; 0 for a global service's tasks.
+    pub slot: u64,
+    /// The node it is assigned to, once scheduled (from the start for global services).
+    pub node_id: Option<String>,
+    /// The service generation it runs.
+    pub generation: u64,
+    /// What to run.
+    pub spec: TaskSpec,
+    /// What the orchestrator wants: running, or shutdown.
+    pub desired_state: TaskState,
+    /// Where the task is, as the manager and then the agent report it.
+    pub status: TaskStatus,
+}
+
+impl Task {
+    /// The task's observed state.
+    pub fn state(&self) -> TaskState {
+        self.status.state.unwrap_or(TaskState::NEW)
+    }
+
+    /// Whether the task has stopped for good (complete, failed, shut down, rejected, ...).
+    pub fn is_terminal(&self) -> bool {
+        is_terminal(self.state())
+    }
+}
+
+/// Whether a task in `state` has stopped for good.
+pub fn is_terminal(state: TaskState) -> bool {
+    matches!(
+        state,
+        TaskState::COMPLETE
+            | TaskState::SHUTDOWN
+            | TaskState::FAILED
+            | TaskState::REJECTED
+            | TaskState::REMOVE
+            | TaskState::ORPHANED
+    )
+}
+
 /// Which table an object lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
@@ -114,6 +183,10 @@ pub enum Kind {
     Cluster,
     /// [`Node`]
     Node,
+    /// [`Service`]
+    Service,
+    /// [`Task`]
+    Task,
 }
 
 /// A stored object's address: its kind and ID.
@@ -138,6 +211,10 @@ pub enum Object {
     Cluster(Cluster),
     /// A node.
     Node(Node),
+    /// A service.
+    Service(Service),
+    /// A task.
+    Task(Task),
 }
 
 impl Object {
@@ -152,6 +229,14 @@ impl Object {
                 kind: Kind::Node,
                 id: n.id.clone(),
             },
+            Object::Service(s) => ObjectKey {
+                kind: Kind::Service,
+                id: s.id.clone(),
+            },
+            Object::Task(t) => ObjectKey {
+                kind: Kind::Task,
+                id: t.id.clone(),
+            },
         }
     }
 
@@ -160,6 +245,8 @@ impl Object {
         match self {
             Object::Cluster(c) => &mut c.meta,
             Object::Node(n) => &mut n.meta,
+            Object::Service(s) => &mut s.meta,
+            Object::Task(t) => &mut t.meta,
         }
     }
 }

@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use bollard::models::{TaskState, TaskStatus};
 use serde::{Deserialize, Serialize};
 
-use super::objects::{Cluster, Kind, Node, Object, ObjectKey};
+use super::objects::{Cluster, Kind, Node, Object, ObjectKey, Service, Task};
 
 /// One write in a proposal. (Puts are much larger than deletes; proposals are few, so the
 /// size difference costs nothing worth a box.)
@@ -26,6 +27,55 @@ pub enum Change {
         /// What to remove.
         key: ObjectKey,
     },
+    /// Moves a task's observed state forward (never back). Several components write a task's
+    /// fields concurrently, so these field changes never conflict: one that does not apply
+    /// (unknown task, backward move) is skipped.
+    TaskStatus {
+        /// The task.
+        task_id: String,
+        /// Its new status; `timestamp` also becomes the task's `updated_at`.
+        status: TaskStatus,
+    },
+    /// Moves a task's desired state forward (running to shutdown, say).
+    TaskDesired {
+        /// The task.
+        task_id: String,
+        /// The new desired state.
+        desired: TaskState,
+        /// When the change was decided (RFC 3339).
+        at: String,
+    },
+    /// Puts a pending task on a node, if it is on none yet.
+    TaskAssign {
+        /// The task.
+        task_id: String,
+        /// The chosen node.
+        node_id: String,
+        /// The task's new status (assigned).
+        status: TaskStatus,
+    },
+}
+
+/// The order of task states: a task only ever moves to a higher rank. The terminal states share
+/// the top rank, so a task that ended stays as it ended.
+pub fn rank(state: TaskState) -> u8 {
+    match state {
+        TaskState::NEW => 0,
+        TaskState::ALLOCATED => 1,
+        TaskState::PENDING => 2,
+        TaskState::ASSIGNED => 3,
+        TaskState::ACCEPTED => 4,
+        TaskState::PREPARING => 5,
+        TaskState::READY => 6,
+        TaskState::STARTING => 7,
+        TaskState::RUNNING => 8,
+        TaskState::COMPLETE
+        | TaskState::SHUTDOWN
+        | TaskState::FAILED
+        | TaskState::REJECTED
+        | TaskState::REMOVE
+        | TaskState::ORPHANED => 9,
+    }
 }
 
 /// Optimistic concurrency for [`Change::Put`].
@@ -77,6 +127,9 @@ pub enum Conflict {
     /// An update found no object.
     #[error("{0} not found")]
     Missing(ObjectKey),
+    /// Another service already has this name.
+    #[error("name conflicts with an existing object: service {0} already exists")]
+    NameInUse(String),
     /// An update was based on an old read.
     #[error("update out of sequence: {key} is at version {actual}, not {expected}")]
     Stale {
@@ -96,6 +149,10 @@ pub struct ClusterState {
     pub clusters: BTreeMap<String, Cluster>,
     /// The nodes.
     pub nodes: BTreeMap<String, Node>,
+    /// The services.
+    pub services: BTreeMap<String, Service>,
+    /// The tasks.
+    pub tasks: BTreeMap<String, Task>,
 }
 
 impl ClusterState {
@@ -117,6 +174,42 @@ impl ClusterState {
                     self.insert(object);
                 }
                 Change::Delete { key } => self.remove(key),
+                Change::TaskStatus { task_id, status } => {
+                    if let Some(task) = self.tasks.get_mut(task_id) {
+                        if rank(status.state.unwrap_or(TaskState::NEW)) > rank(task.state()) {
+                            task.meta.updated_at = status.timestamp.clone().unwrap_or_default();
+                            task.status = status.clone();
+                            task.meta.version = index;
+                        }
+                    }
+                }
+                Change::TaskDesired {
+                    task_id,
+                    desired,
+                    at,
+                } => {
+                    if let Some(task) = self.tasks.get_mut(task_id) {
+                        if rank(*desired) > rank(task.desired_state) {
+                            task.desired_state = *desired;
+                            task.meta.updated_at = at.clone();
+                            task.meta.version = index;
+                        }
+                    }
+                }
+                Change::TaskAssign {
+                    task_id,
+                    node_id,
+                    status,
+                } => {
+                    if let Some(task) = self.tasks.get_mut(task_id) {
+                        if task.node_id.is_none() && !task.is_terminal() {
+                            task.node_id = Some(node_id.clone());
+                            task.meta.updated_at = status.timestamp.clone().unwrap_or_default();
+                            task.status = status.clone();
+                            task.meta.version = index;
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -127,6 +220,8 @@ impl ClusterState {
         match key.kind {
             Kind::Cluster => self.clusters.get(&key.id).map(|c| c.meta.version),
             Kind::Node => self.nodes.get(&key.id).map(|n| n.meta.version),
+            Kind::Service => self.services.get(&key.id).map(|s| s.meta.version),
+            Kind::Task => self.tasks.get(&key.id).map(|t| t.meta.version),
         }
     }
 
@@ -135,13 +230,18 @@ impl ClusterState {
         match key.kind {
             Kind::Cluster => self.clusters.get(&key.id).cloned().map(Object::Cluster),
             Kind::Node => self.nodes.get(&key.id).cloned().map(Object::Node),
+            Kind::Service => self.services.get(&key.id).cloned().map(Object::Service),
+            Kind::Task => self.tasks.get(&key.id).cloned().map(Object::Task),
         }
     }
 
     /// Every object, for persisting a snapshot or rebuilding from one.
     pub fn objects(&self) -> impl Iterator<Item = Object> + '_ {
         let clusters = self.clusters.values().cloned().map(Object::Cluster);
-        clusters.chain(self.nodes.values().cloned().map(Object::Node))
+        clusters
+            .chain(self.nodes.values().cloned().map(Object::Node))
+            .chain(self.services.values().cloned().map(Object::Service))
+            .chain(self.tasks.values().cloned().map(Object::Task))
     }
 
     /// Stores `object`, replacing any object with its key.
@@ -153,6 +253,12 @@ impl ClusterState {
             Object::Node(n) => {
                 self.nodes.insert(n.id.clone(), n);
             }
+            Object::Service(s) => {
+                self.services.insert(s.id.clone(), s);
+            }
+            Object::Task(t) => {
+                self.tasks.insert(t.id.clone(), t);
+            }
         }
     }
 
@@ -160,6 +266,8 @@ impl ClusterState {
         match key.kind {
             Kind::Cluster => self.clusters.remove(&key.id).map(drop),
             Kind::Node => self.nodes.remove(&key.id).map(drop),
+            Kind::Service => self.services.remove(&key.id).map(drop),
+            Kind::Task => self.tasks.remove(&key.id).map(drop),
         };
     }
 
@@ -172,6 +280,16 @@ impl ClusterState {
             return Ok(());
         };
         let key = object.key();
+        if let Object::Service(service) = object {
+            let name = service.spec.name.as_deref().unwrap_or_default();
+            if self
+                .services
+                .values()
+                .any(|other| other.id != service.id && other.spec.name.as_deref() == Some(name))
+            {
+                return Err(Conflict::NameInUse(name.to_string()));
+            }
+        }
         match (precondition, self.version_of(&key)) {
             (Precondition::None, _) | (Precondition::Absent, None) => Ok(()),
             (Precondition::Absent, Some(_)) => Err(Conflict::Exists(key)),
