@@ -1,6 +1,7 @@
 //! The accepting side of the swarm port: TLS, then request/response pairs answered
 //! in order, each connection in its own task so no peer can stall or break another.
 
+use futures::StreamExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,7 +121,15 @@ async fn connection<Req, Resp, H, Fut>(
             Ok(None) => return,
             Err(e) => return debug!(%addr, "closing swarm port connection: {e}"),
         };
-        let response = handler(peer.clone(), request).await;
+        let handled = handler(peer.clone(), request);
+        tokio::pin!(handled);
+        let response = tokio::select! {
+            response = &mut handled => response,
+            // A client waits for each answer before it sends again, so anything read now means
+            // it left (or broke the protocol): stop working for it. Dropping the handler's
+            // future is how a long poll learns that its caller is gone.
+            _ = transport.next() => return debug!(%addr, "peer left before its answer"),
+        };
         if let Err(e) = wire::send(&mut transport, &response).await {
             return debug!(%addr, "closing swarm port connection: {e}");
         }

@@ -40,7 +40,12 @@ impl Meta {
 
 /// The current time in docker's format: RFC 3339, UTC, nanoseconds.
 pub fn timestamp_now() -> String {
-    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+    timestamp(std::time::SystemTime::now())
+}
+
+/// `at` in docker's format: RFC 3339, UTC, nanoseconds.
+pub fn timestamp(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_nanos(at).to_string()
 }
 
 /// The swarm: exactly one per cluster.
