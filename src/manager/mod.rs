@@ -7,6 +7,7 @@
 mod ca;
 mod health;
 mod roles;
+pub mod scheduler;
 mod service;
 pub mod transport;
 
