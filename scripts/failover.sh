@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Leader failover, measured: on a lab of 3 managers, SIGKILL the leader's
+# daemon and time how long until a write through another manager is
+# acknowledged, i.e. from just before `netlab/lab.sh kill` to the first 2xx of
+# POST /nodes/{id}/update. Repeats it --runs N times (default 10), restarting
+# the killed daemon in between, and prints each run's figure, then
+#   failover: median X ms, min Y ms, max Z ms over N runs
+# Run as root. The lab (LAB=shoal-fo) is torn down on every exit; SHOAL_BIN
+# picks the daemon binary as in netlab/lab.sh.
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export LAB=shoal-fo
+export LAB_DIR=${LAB_DIR:-/tmp/shoal-lab}
+MANAGERS=(1 2 3)
+API=http://localhost/v1.41
+HEALTHY_TIMEOUT=60   # seconds for the 3 managers to agree on a leader, all Reachable
+WRITE_TIMEOUT=30     # seconds after the kill to get a write acknowledged
+CURL_TIMEOUT=12      # per request: above the daemon's own 10 s wait for a leader
+RUNS=10
+
+usage() { echo "usage: $0 [--runs N]" >&2; exit 2; }
+die() { echo "failover: $*" >&2; exit 1; }
+lab() { netlab/lab.sh "$@"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+parse_args() {
+  while (($#)); do
+    case $1 in
+      --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage; RUNS=$2; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+}
+
+# --- the lab --------------------------------------------------------------
+
+declare -A SOCK=()      # host index -> its daemon's socket, looked up once
+declare -A NODE_ID=()   # host index -> its swarm node ID
+
+# The docker CLI talks to the lab only, with a throwaway config.
+unset DOCKER_HOST DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
+DOCKER_CONFIG=''
+export DOCKER_CLI_HINTS=false
+
+dk() { timeout 60 docker -H "unix://${SOCK[$1]}" "${@:2}"; }
+
+# get I PATH: GET on host I's API; the body on 2xx, failure otherwise.
+get() { curl -sf --max-time 5 --unix-socket "${SOCK[$1]}" "$API$2"; }
+
+finish() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  # A failure (not an interrupt) shows what the daemons said.
+  if ((rc != 0 && rc < 128)); then
+    local log
+    for log in "$LAB_DIR/$LAB"/h*/daemon.log; do
+      [[ -s $log ]] || continue
+      echo "--- last lines of $log" >&2
+      tail -n 15 "$log" | sed 's/^/    | /' >&2
+    done
+  fi
+  lab down >/dev/null 2>&1 || echo "failover: lab down failed; run LAB=$LAB netlab/lab.sh down" >&2
+  [[ -z $DOCKER_CONFIG ]] || rm -rf -- "$DOCKER_CONFIG"
+  exit "$rc"
+}
+
+# A swarm of 3 managers: h1 inits, h2 and h3 join with the manager token.
+make_swarm() {
+  lab down >/dev/null 2>&1 || true   # a leftover of an earlier, killed run
+  lab up "${#MANAGERS[@]}" >/dev/null
+  local i addr token
+  for i in "${MANAGERS[@]}"; do
+    lab start "$i" >/dev/null
+    SOCK[$i]=$(lab sock "$i")
+  done
+  addr=$(lab addr 1)
+  dk 1 swarm init --advertise-addr "$addr" >/dev/null
+  token=$(dk 1 swarm join-token -q manager)
+  for i in "${MANAGERS[@]:1}"; do dk "$i" swarm join --token "$token" "$addr:2377" >/dev/null; done
+  for i in "${MANAGERS[@]}"; do
+    NODE_ID[$i]=$(dk 1 node inspect "h$i" --format '{{.ID}}')
+  done
+}
+
+# leader_view: node ls JSON on stdin -> "<leader hostname> <Reachable count>";
+# "none" when there is not exactly one Leader.
+leader_view() {
+  jq -er '[.[] | select(.ManagerStatus)] as $m
+    | [$m[] | select(.ManagerStatus.Leader) | .Description.Hostname] as $leaders
+    | [$m[] | select(.ManagerStatus.Reachability == "reachable")] as $reachable
+    | "\(if ($leaders | length) == 1 then $leaders[0] else "none" end) \($reachable | length)"'
+}
+
+# manager_status_is I HOSTNAME REACHABILITY: host I's node ls agrees.
+manager_status_is() {
+  get "$1" /nodes | jq -e --arg h "$2" --arg r "$3" \
+    'any(.[]; .Description.Hostname == $h and .ManagerStatus.Reachability == $r)' >/dev/null
+}
+
+# wait_for WHAT SECONDS CMD...: poll CMD until it succeeds; die after SECONDS.
+wait_for() {
+  local what=$1 limit=$2 deadline=$((SECONDS + $2))
+  shift 2
+  until "$@"; do
+    ((SECONDS < deadline)) || die "timed out after ${limit}s waiting for: $what"
+    sleep 0.1
+  done
+}
+
+# healthy_leader: every daemon answers and every manager reports the same
+# single Leader and 3 Reachable; prints the leader's host index.
+healthy_leader() {
+  local i v first=''
+  for i in "${MANAGERS[@]}"; do
+    v=$(get "$i" /nodes | leader_view) || return 1
+    [[ $v =~ ^h([0-9]+)\ ${#MANAGERS[@]}$ ]] || return 1
+    [[ -z $first || $v == "$first" ]] || return 1
+    first=$v
+  done
+  echo "${BASH_REMATCH[1]}"
+}
+
+# wait_healthy: start any daemon that is not answering, then wait (bounded)
+# for healthy_leader; prints the leader's host index.
+wait_healthy() {
+  local i leader deadline=$((SECONDS + HEALTHY_TIMEOUT))
+  for i in "${MANAGERS[@]}"; do
+    curl -sf --max-time 2 --unix-socket "${SOCK[$i]}" http://localhost/_ping >/dev/null ||
+      lab start "$i" >/dev/null
+  done
+  until leader=$(healthy_leader); do
+    ((SECONDS < deadline)) || die "no single leader with all managers Reachable within ${HEALTHY_TIMEOUT}s"
+    sleep 0.2
+  done
+  echo "$leader"
+}
+
+# --- one measurement ------------------------------------------------------
+
+# try_write I ID VERSION SPEC VALUE: POST the spec with label failover=VALUE to
+# node ID through host I; succeeds on a 2xx.
+try_write() {
+  local body status
+  body=$(jq -c --arg v "$5" '.Labels = ((.Labels // {}) + {failover: $v})' <<<"$4") || return 1
+  status=$(curl -s --max-time "$CURL_TIMEOUT" -o /dev/null -w '%{http_code}' \
+    --unix-socket "${SOCK[$1]}" -H 'Content-Type: application/json' --data-binary "$body" \
+    -X POST "$API/nodes/$2/update?version=$3") || return 1
+  [[ $status == 2?? ]]
+}
+
+# read_node I ID: "<version> <spec JSON>" of node ID as host I has it.
+read_node() {
+  get "$1" "/nodes/$2" | jq -er 'select(.Version.Index != null) | "\(.Version.Index) \(.Spec | tojson)"'
+}
+
+# measure RUN: kill the leader, time the first acknowledged write through
+# another manager, restart the killed daemon. Prints one line ending
+# "<figure> ms".
+measure() {
+  local run=$1 leader writer id node version spec t0 t_killed t1 attempts=0 i
+  leader=$(wait_healthy)
+  for i in "${MANAGERS[@]}"; do
+    if ((i != leader)); then writer=$i; break; fi
+  done
+  id=${NODE_ID[$writer]}
+  node=$(read_node "$writer" "$id") || die "run $run: cannot read node h$writer"
+  version=${node%% *} spec=${node#* }
+
+  t0=$(date +%s%N)
+  lab kill "$leader"
+  t_killed=$(date +%s%N)
+  local deadline=$(($(now_ms) + WRITE_TIMEOUT * 1000))
+  until try_write "$writer" "$id" "$version" "$spec" "$run-$((++attempts))"; do
+    (($(now_ms) < deadline)) || die "run $run: no write acknowledged through h$writer within ${WRITE_TIMEOUT}s"
+    # The version may have moved (the new leader writes node health): re-read it.
+    if node=$(read_node "$writer" "$id"); then version=${node%% *} spec=${node#* }; fi
+    sleep 0.01
+  done
+  t1=$(date +%s%N)
+
+  local new_leader
+  new_leader=$(get "$writer" /nodes | leader_view) || new_leader='? ?'
+  # Until the new leader has marked the killed manager Unreachable, "3
+  # Reachable" is what the old leader wrote: restarting before that would let
+  # the next run start on a stale view.
+  wait_for "h$leader shown Unreachable" 10 manager_status_is "$writer" "h$leader" unreachable
+  lab start "$leader" >/dev/null
+  wait_healthy >/dev/null
+  printf 'run %2d: killed leader h%s (lab.sh kill returned after %d ms); write through h%s acked after %d attempt(s); new leader %s; %d ms\n' \
+    "$run" "$leader" $(((t_killed - t0) / 1000000)) "$writer" "$attempts" "${new_leader%% *}" \
+    $(((t1 - t0) / 1000000))
+}
+
+# --- summary --------------------------------------------------------------
+
+# stats MS...: "median X ms, min Y ms, max Z ms" (median of an even count:
+# the mean of the middle two, rounded down).
+stats() {
+  local sorted n
+  mapfile -t sorted < <(printf '%s\n' "$@" | sort -n)
+  n=${#sorted[@]}
+  local median=${sorted[n / 2]}
+  ((n % 2)) || median=$(((sorted[n / 2 - 1] + sorted[n / 2]) / 2))
+  echo "median $median ms, min ${sorted[0]} ms, max ${sorted[n - 1]} ms"
+}
+
+# One line: kernel, CPU, the daemon binary (resolved as netlab/lab.sh does)
+# and the commit checked out here.
+context() {
+  local cpu bin=${SHOAL_BIN:-${CARGO_TARGET_DIR:-target}/release/shoal}
+  cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+  echo "context: $(uname -sr), ${cpu:-unknown CPU} x $(nproc)," \
+    "daemon $(realpath "$bin" 2>/dev/null || echo "$bin"), repo at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+}
+
+main() {
+  parse_args "$@"
+  [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
+  local tool
+  for tool in curl jq docker; do command -v "$tool" >/dev/null || die "needs $tool"; done
+  DOCKER_CONFIG=$(mktemp -d)
+  export DOCKER_CONFIG
+  trap finish EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+
+  make_swarm
+  echo "lab $LAB: ${#MANAGERS[@]} managers, $RUNS runs"
+  local run line ms=()
+  for ((run = 1; run <= RUNS; run++)); do
+    line=$(measure "$run")
+    echo "$line"
+    [[ $line =~ ([0-9]+)\ ms$ ]] || die "run $run: no figure in '$line'"
+    ms+=("${BASH_REMATCH[1]}")
+  done
+  echo "node ls after the last run:"
+  dk 1 node ls | sed 's/^/  /'
+  context
+  echo "failover: $(stats "${ms[@]}") over $RUNS runs"
+}
+
+main "$@"
