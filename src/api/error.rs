@@ -52,6 +52,14 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, WORKER_NOT_A_MANAGER)
     }
 
+    /// 503 with docker's message for a manager that knows no leader.
+    pub fn no_leader() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.",
+        )
+    }
+
     /// 500: the daemon failed.
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())

@@ -6,8 +6,10 @@
 mod body;
 mod error;
 mod nodes;
+mod services;
 mod swarm;
 mod system;
+mod tasks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,17 +45,31 @@ fn routes(daemon: Arc<Daemon>) -> Router {
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
         .route("/nodes/{id}/update", post(nodes::update))
+        .route("/services", get(services::list))
+        .route("/services/create", post(services::create))
+        .route(
+            "/services/{id}",
+            get(services::inspect).delete(services::remove),
+        )
+        .route("/services/{id}/update", post(services::update))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}", get(tasks::inspect))
         .fallback(page_not_found)
         .method_not_allowed_fallback(page_not_found)
         .with_state(daemon)
 }
 
-/// The manager this node runs, or docker's error for a worker or a node in no swarm.
+/// The manager this node runs, or docker's error for a worker, a node in no swarm, or a
+/// manager that knows no leader (its view of the cluster may be stale, so it serves none).
 async fn manager(daemon: &Daemon) -> ApiResult<Arc<Manager>> {
-    match daemon.swarm().await {
-        None => Err(ApiError::not_a_manager()),
-        Some(node) => node.manager().ok_or_else(ApiError::worker),
+    let manager = match daemon.swarm().await {
+        None => return Err(ApiError::not_a_manager()),
+        Some(node) => node.manager().ok_or_else(ApiError::worker)?,
+    };
+    if manager.store.leader().is_none() {
+        return Err(ApiError::no_leader());
     }
+    Ok(manager)
 }
 
 async fn page_not_found() -> ApiError {

@@ -1,55 +1,28 @@
-//! Which nodes are up: the dispatcher's heartbeats decide Ready or Down, Raft's answers decide
+//! Which nodes are up: the dispatcher's sessions decide Ready or Down, Raft's answers decide
 //! whether a manager is Reachable. Runs on the leader, which writes changes to the store.
+//!
+//! A node is down after three missed heartbeat periods, as in Swarm, or at once when its session
+//! broke (its daemon died and the kernel closed its connection) and no new one opened within
+//! a second: a crashed process is noticed in about a second, a vanished host in three periods.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::models::NodeState;
 
 use super::Manager;
-use crate::rpc::proto::SessionInfo;
 use crate::store::{Node, Object, Proposal};
 
 /// How often the leader re-evaluates node health.
 const TICK: Duration = Duration::from_millis(250);
-/// A manager that answered no Raft RPC for this long is unreachable (Raft heartbeats every 100 ms).
+/// A manager that answered no Raft RPC for this long is unreachable (Raft heartbeats every 50 ms).
 const REACHABLE_WINDOW: Duration = Duration::from_secs(1);
 /// Swarm marks a node down after this many missed heartbeat periods.
 const MISSED_HEARTBEATS: u32 = 3;
+/// How long a broken session may stay unreplaced before its node is down.
+const LOST_SESSION_GRACE: Duration = Duration::from_secs(1);
 /// Swarm's default heartbeat period.
 const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
-
-/// The dispatcher's memory of heartbeats; only the leader's counts.
-#[derive(Default)]
-pub struct Dispatcher {
-    last_heartbeat: Mutex<HashMap<String, Instant>>,
-}
-
-impl Dispatcher {
-    /// Records a heartbeat from `node_id` and tells it how to go on.
-    pub fn heartbeat(&self, manager: &Manager, node_id: &str) -> SessionInfo {
-        self.lock().insert(node_id.to_string(), Instant::now());
-        let is_manager = manager.node_is_manager(node_id);
-        SessionInfo {
-            period_ms: heartbeat_period(manager).as_millis() as u64,
-            managers: manager.manager_addrs(),
-            manager: is_manager,
-        }
-    }
-
-    fn heard_within(&self, node_id: &str, window: Duration) -> bool {
-        self.lock()
-            .get(node_id)
-            .is_some_and(|at| at.elapsed() <= window)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.last_heartbeat
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 /// The heartbeat period of the swarm's spec (`swarm update --dispatcher-heartbeat`).
 pub fn heartbeat_period(manager: &Manager) -> Duration {
@@ -99,8 +72,10 @@ fn changed_nodes(manager: &Manager, leader_since: Instant) -> Vec<Node> {
         .values()
         .filter_map(|node| {
             let mut updated = node.clone();
-            let heard =
-                node.id == manager.node_id || manager.dispatcher.heard_within(&node.id, timeout);
+            let dispatcher = &manager.dispatcher;
+            let heard = node.id == manager.node_id
+                || (dispatcher.heard_within(&node.id, timeout)
+                    && !dispatcher.lost_for(&node.id, LOST_SESSION_GRACE));
             if heard {
                 updated.status.state = Some(NodeState::READY);
                 updated.status.message = None;

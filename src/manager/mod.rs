@@ -5,7 +5,10 @@
 //! control port when this manager is not it.
 
 mod ca;
+pub mod dispatcher;
 mod health;
+pub mod orchestrator;
+pub mod placement;
 mod roles;
 pub mod scheduler;
 mod service;
@@ -23,7 +26,7 @@ use crate::rpc::proto::{Failure, Request, Response};
 use crate::rpc::{Connection, Tls};
 use crate::store::raft::RaftId;
 use crate::store::{Cluster, Proposal, Store, StoreError};
-pub use health::Dispatcher;
+use dispatcher::Dispatcher;
 use transport::{PeerHealth, RaftTransport};
 
 /// How long a write keeps trying to find a leader before giving up.
@@ -88,6 +91,8 @@ impl Manager {
             .spawn(service::serve(manager.clone(), config.listener, stopping));
         manager.background.spawn(health::run(manager.clone()));
         manager.background.spawn(roles::run(manager.clone()));
+        manager.background.spawn(orchestrator::run(manager.clone()));
+        manager.background.spawn(placement::run(manager.clone()));
         Ok(manager)
     }
 

@@ -75,6 +75,25 @@ async fn answer(manager: &Manager, peer: &Peer, request: Request) -> Result<Resp
             }
             Response::Session(manager.dispatcher.heartbeat(manager, &node_id))
         }
+        Request::Assignments { known } => {
+            let node_id = require_member(manager, peer)?;
+            if !manager.is_leader() {
+                return Err(not_leader(manager));
+            }
+            let (tag, tasks) = manager
+                .dispatcher
+                .assignments(manager, &node_id, known)
+                .await;
+            Response::Assignments { tag, tasks }
+        }
+        Request::TaskStatuses(reports) => {
+            let node_id = require_member(manager, peer)?;
+            manager
+                .dispatcher
+                .report(manager, &node_id, reports)
+                .await?;
+            Response::Done
+        }
         Request::Renew { csr_pem } => {
             let node_id = require_member(manager, peer)?;
             Response::Certificate {

@@ -6,7 +6,7 @@
 //! need a manager certificate; `Heartbeat` and `Renew` need any certificate of a node that is
 //! still in the swarm.
 
-use bollard::models::{NodeDescription, NodeSpecAvailabilityEnum};
+use bollard::models::{NodeDescription, NodeSpecAvailabilityEnum, TaskStatus};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -15,7 +15,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use crate::store::raft::{RaftId, TypeConfig};
-use crate::store::{Conflict, Proposal};
+use crate::store::{Conflict, Proposal, Task};
 
 /// A request to a manager.
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,6 +42,13 @@ pub enum Request {
     },
     /// The dispatcher session: the calling node is alive.
     Heartbeat,
+    /// The caller's tasks, answered once they differ from the set tagged `known` (a long poll).
+    Assignments {
+        /// The tag of the set the caller has; 0 at first.
+        known: u64,
+    },
+    /// How the caller's tasks are doing.
+    TaskStatuses(Vec<StatusReport>),
     /// A new certificate for the caller, for the key behind this CSR (renewal, role change).
     Renew {
         /// PEM certificate signing request.
@@ -86,6 +93,13 @@ pub enum Response {
     Done,
     /// Answer to [`Request::Heartbeat`]: how the session goes on.
     Session(SessionInfo),
+    /// The caller's tasks.
+    Assignments {
+        /// Changes whenever the set changes.
+        tag: u64,
+        /// Every task the node must run or stop.
+        tasks: Vec<Assignment>,
+    },
     /// A renewed certificate.
     Certificate {
         /// PEM node certificate.
@@ -117,6 +131,24 @@ pub struct SessionInfo {
     pub managers: Vec<String>,
     /// The role the node should have: a change means promote or demote.
     pub manager: bool,
+}
+
+/// A task a node must run (or stop), with what the agent needs to run it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The task as the store has it.
+    pub task: Task,
+    /// Its service's name, for the task's name and logs.
+    pub service_name: String,
+}
+
+/// A task's new status, from the node that runs it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The task.
+    pub task_id: String,
+    /// Its status now.
+    pub status: TaskStatus,
 }
 
 /// Why a request failed.

@@ -44,15 +44,17 @@ pub type StorageError = openraft::StorageError<RaftId>;
 /// A log ID of shoal's Raft.
 pub type LogId = openraft::LogId<RaftId>;
 
-/// Raft timing, much tighter than Swarm's 1 s tick and 10-tick election: a dead leader should be
-/// replaced in well under 2 s on a LAN. Snapshot cadence and the log kept for slow followers
-/// follow swarmkit's defaults.
+/// Raft timing, much tighter than Swarm's 1 s tick and 10-tick election. A follower that heard
+/// from a leader waits out openraft's leader lease (`election_timeout_max`) plus a random
+/// election timeout before it campaigns, so a dead leader is replaced after 0.8-1 s plus one
+/// round trip. Shorter timeouts would invite needless elections on busy two-core hosts.
+/// Snapshot cadence and the log kept for slow followers follow swarmkit's defaults.
 pub fn config() -> openraft::Config {
     openraft::Config {
         cluster_name: "shoal".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 400,
-        election_timeout_max: 800,
+        heartbeat_interval: 50,
+        election_timeout_min: 300,
+        election_timeout_max: 500,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
         max_in_snapshot_log_to_keep: 500,
         ..Default::default()

@@ -176,7 +176,12 @@ impl ClusterState {
                 Change::Delete { key } => self.remove(key),
                 Change::TaskStatus { task_id, status } => {
                     if let Some(task) = self.tasks.get_mut(task_id) {
-                        if rank(status.state.unwrap_or(TaskState::NEW)) > rank(task.state()) {
+                        let new = rank(status.state.unwrap_or(TaskState::NEW));
+                        // Forward only; news about the same state (a scheduling error, say) is
+                        // welcome until the task has ended.
+                        if new > rank(task.state())
+                            || (new == rank(task.state()) && !task.is_terminal())
+                        {
                             task.meta.updated_at = status.timestamp.clone().unwrap_or_default();
                             task.status = status.clone();
                             task.meta.version = index;

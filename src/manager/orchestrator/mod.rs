@@ -34,7 +34,9 @@ pub async fn run(manager: Arc<Manager>) {
         }
         let proposal = {
             let applied = manager.store.read();
-            Proposal { changes: reconcile(&applied.state, SystemTime::now()) }
+            Proposal {
+                changes: reconcile(&applied.state, SystemTime::now()),
+            }
         };
         if !proposal.changes.is_empty() {
             if let Err(e) = manager.propose(proposal).await {
@@ -54,8 +56,17 @@ pub fn reconcile(state: &ClusterState, now: SystemTime) -> Vec<Change> {
         .max(0) as usize;
     let mut changes = Vec::new();
     for service in state.services.values() {
-        let tasks: Vec<&Task> = state.tasks.values().filter(|t| t.service_id == service.id).collect();
-        let plan = Plan { state, service, tasks: &tasks, now };
+        let tasks: Vec<&Task> = state
+            .tasks
+            .values()
+            .filter(|t| t.service_id == service.id)
+            .collect();
+        let plan = Plan {
+            state,
+            service,
+            tasks: &tasks,
+            now,
+        };
         if is_global(service) {
             global::reconcile(&plan, &mut changes);
         } else {
@@ -88,7 +99,9 @@ impl Plan<'_> {
 
     /// Whether `task` sits on a node that is down or gone.
     pub fn on_lost_node(&self, task: &Task) -> bool {
-        task.node_id.as_ref().is_some_and(|id| self.state.nodes.get(id).is_none_or(|n| !is_up(n)))
+        task.node_id
+            .as_ref()
+            .is_some_and(|id| self.state.nodes.get(id).is_none_or(|n| !is_up(n)))
     }
 
     /// A new task of this service for `slot` (replicated) or `node` (global).
@@ -96,7 +109,11 @@ impl Plan<'_> {
         let at = timestamp(self.now);
         let task = Task {
             id: pki::new_id(),
-            meta: Meta { version: 0, created_at: at.clone(), updated_at: at.clone() },
+            meta: Meta {
+                version: 0,
+                created_at: at.clone(),
+                updated_at: at.clone(),
+            },
             service_id: self.service.id.clone(),
             slot,
             node_id: node.map(|n| n.id.clone()),
@@ -107,17 +124,35 @@ impl Plan<'_> {
                 timestamp: Some(at),
                 // Global tasks are placed by the orchestrator; replicated ones wait for the
                 // allocator and the scheduler.
-                state: Some(if node.is_some() { TaskState::ASSIGNED } else { TaskState::NEW }),
-                message: Some(if node.is_some() { "assigned" } else { "created" }.into()),
+                state: Some(if node.is_some() {
+                    TaskState::ASSIGNED
+                } else {
+                    TaskState::NEW
+                }),
+                message: Some(
+                    if node.is_some() {
+                        "assigned"
+                    } else {
+                        "created"
+                    }
+                    .into(),
+                ),
                 ..Default::default()
             },
         };
-        Change::Put { object: Object::Task(task), precondition: Precondition::Absent }
+        Change::Put {
+            object: Object::Task(task),
+            precondition: Precondition::Absent,
+        }
     }
 
     /// Tells `task` to stop.
     pub fn shut_down(&self, task: &Task) -> Change {
-        Change::TaskDesired { task_id: task.id.clone(), desired: TaskState::SHUTDOWN, at: timestamp(self.now) }
+        Change::TaskDesired {
+            task_id: task.id.clone(),
+            desired: TaskState::SHUTDOWN,
+            at: timestamp(self.now),
+        }
     }
 }
 
@@ -128,7 +163,11 @@ pub fn is_up(node: &Node) -> bool {
 
 /// Whether a node takes tasks (up and active; `pause` keeps tasks but takes no new ones).
 pub fn is_active(node: &Node) -> bool {
-    is_up(node) && node.spec.availability.is_none_or(|a| a == NodeSpecAvailabilityEnum::ACTIVE)
+    is_up(node)
+        && node
+            .spec
+            .availability
+            .is_none_or(|a| a == NodeSpecAvailabilityEnum::ACTIVE)
 }
 
 /// Whether a node is drained: its tasks move elsewhere.
@@ -137,31 +176,58 @@ pub fn is_drained(node: &Node) -> bool {
 }
 
 fn is_global(service: &Service) -> bool {
-    service.spec.mode.as_ref().is_some_and(|m| m.global.is_some())
+    service
+        .spec
+        .mode
+        .as_ref()
+        .is_some_and(|m| m.global.is_some())
 }
 
 /// Keeps at most `limit` ended tasks per slot (or node, for global services), newest first.
 fn trim_history(tasks: &[&Task], limit: usize, changes: &mut Vec<Change>) {
-    let mut by_place: std::collections::BTreeMap<(u64, Option<&str>), Vec<&Task>> = Default::default();
-    for task in tasks.iter().filter(|t| t.is_terminal() && t.desired_state != TaskState::RUNNING) {
-        let node = if task.slot == 0 { task.node_id.as_deref() } else { None };
+    let mut by_place: std::collections::BTreeMap<(u64, Option<&str>), Vec<&Task>> =
+        Default::default();
+    for task in tasks
+        .iter()
+        .filter(|t| t.is_terminal() && t.desired_state != TaskState::RUNNING)
+    {
+        let node = if task.slot == 0 {
+            task.node_id.as_deref()
+        } else {
+            None
+        };
         by_place.entry((task.slot, node)).or_default().push(task);
     }
     for mut ended in by_place.into_values() {
         ended.sort_by(|a, b| b.meta.created_at.cmp(&a.meta.created_at));
         for task in ended.into_iter().skip(limit) {
-            changes.push(Change::Delete { key: Object::Task((*task).clone()).key() });
+            changes.push(Change::Delete {
+                key: Object::Task((*task).clone()).key(),
+            });
         }
     }
 }
 
 /// Tasks whose service is gone: stop them, and forget them once they have stopped (or their
 /// node is gone, so nobody will report them stopped).
-fn stop_tasks_of_removed_services(state: &ClusterState, now: SystemTime, changes: &mut Vec<Change>) {
-    for task in state.tasks.values().filter(|t| !state.services.contains_key(&t.service_id)) {
-        let node_lost = task.node_id.as_ref().is_none_or(|id| state.nodes.get(id).is_none_or(|n| !is_up(n)));
+fn stop_tasks_of_removed_services(
+    state: &ClusterState,
+    now: SystemTime,
+    changes: &mut Vec<Change>,
+) {
+    for task in state
+        .tasks
+        .values()
+        .filter(|t| !state.services.contains_key(&t.service_id))
+    {
+        let node_lost = task
+            .node_id
+            .as_ref()
+            .is_none_or(|id| state.nodes.get(id).is_none_or(|n| !is_up(n)));
         if task.is_terminal() || node_lost {
-            changes.push(Change::Delete { key: Object::Task(task.clone()).key() });
+            changes.push(Change::Delete {
+                key: Object::Task(task.clone()).key(),
+            });
         } else if task.desired_state == TaskState::RUNNING {
             changes.push(Change::TaskDesired {
                 task_id: task.id.clone(),

@@ -26,7 +26,10 @@ pub fn reconcile(plan: &Plan, changes: &mut Vec<Change>) {
     for slot in 1..=replicas.max(slots.keys().copied().max().unwrap_or(0)) {
         let history = slots.get(&slot).map(Vec::as_slice).unwrap_or_default();
         let mut alive = Vec::new();
-        for task in history.iter().filter(|t| t.desired_state == TaskState::RUNNING) {
+        for task in history
+            .iter()
+            .filter(|t| t.desired_state == TaskState::RUNNING)
+        {
             if plan.is_alive(task) && !on_drained_node(plan, task) {
                 alive.push(*task);
             } else {
@@ -44,9 +47,17 @@ pub fn reconcile(plan: &Plan, changes: &mut Vec<Change>) {
             [task] if task.generation < plan.service.generation => outdated.push(*task),
             [..] => {
                 // start-first update: once the new task runs, the old one goes.
-                if let Some(new) = alive.iter().find(|t| t.generation == plan.service.generation) {
+                if let Some(new) = alive
+                    .iter()
+                    .find(|t| t.generation == plan.service.generation)
+                {
                     if new.state() == TaskState::RUNNING {
-                        changes.extend(alive.iter().filter(|t| t.id != new.id).map(|t| plan.shut_down(t)));
+                        changes.extend(
+                            alive
+                                .iter()
+                                .filter(|t| t.id != new.id)
+                                .map(|t| plan.shut_down(t)),
+                        );
                     }
                 }
             }
@@ -62,5 +73,8 @@ pub fn reconcile(plan: &Plan, changes: &mut Vec<Change>) {
 }
 
 fn on_drained_node(plan: &Plan, task: &Task) -> bool {
-    task.node_id.as_ref().and_then(|id| plan.state.nodes.get(id)).is_some_and(is_drained)
+    task.node_id
+        .as_ref()
+        .and_then(|id| plan.state.nodes.get(id))
+        .is_some_and(is_drained)
 }

@@ -13,7 +13,10 @@ const DEFAULT_DELAY: Duration = Duration::from_secs(5);
 /// Whether a place (a slot, or a node of a global service) whose tasks are `history` (every task
 /// it had, any state) should get a new task now.
 pub fn should_replace(plan: &Plan, history: &[&Task]) -> bool {
-    let Some(last) = history.iter().max_by(|a, b| a.meta.created_at.cmp(&b.meta.created_at)) else {
+    let Some(last) = history
+        .iter()
+        .max_by(|a, b| a.meta.created_at.cmp(&b.meta.created_at))
+    else {
         return true;
     };
     if !last.is_terminal() {
@@ -21,12 +24,23 @@ pub fn should_replace(plan: &Plan, history: &[&Task]) -> bool {
         // is gone and nobody will ever report it stopped.
         return plan.on_lost_node(last);
     }
-    let ended_by_itself = matches!(last.state(), TaskState::COMPLETE | TaskState::FAILED | TaskState::REJECTED);
+    let ended_by_itself = matches!(
+        last.state(),
+        TaskState::COMPLETE | TaskState::FAILED | TaskState::REJECTED
+    );
     if !ended_by_itself {
         return true;
     }
-    let policy = plan.service.spec.task_template.as_ref().and_then(|t| t.restart_policy.clone()).unwrap_or_default();
-    let condition = policy.condition.unwrap_or(TaskSpecRestartPolicyConditionEnum::ANY);
+    let policy = plan
+        .service
+        .spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.restart_policy.clone())
+        .unwrap_or_default();
+    let condition = policy
+        .condition
+        .unwrap_or(TaskSpecRestartPolicyConditionEnum::ANY);
     let restartable = match condition {
         TaskSpecRestartPolicyConditionEnum::NONE => false,
         TaskSpecRestartPolicyConditionEnum::ON_FAILURE => last.state() != TaskState::COMPLETE,
@@ -40,7 +54,9 @@ pub fn should_replace(plan: &Plan, history: &[&Task]) -> bool {
     if max_attempts > 0 && attempts(plan.now, history, window) >= max_attempts {
         return false;
     }
-    let delay = policy.delay.map_or(DEFAULT_DELAY, |ns| Duration::from_nanos(ns.max(0) as u64));
+    let delay = policy
+        .delay
+        .map_or(DEFAULT_DELAY, |ns| Duration::from_nanos(ns.max(0) as u64));
     ended_at(last).is_none_or(|at| plan.now >= at + delay)
 }
 
@@ -48,11 +64,23 @@ pub fn should_replace(plan: &Plan, history: &[&Task]) -> bool {
 fn attempts(now: SystemTime, history: &[&Task], window: Duration) -> usize {
     history
         .iter()
-        .filter(|t| matches!(t.state(), TaskState::COMPLETE | TaskState::FAILED | TaskState::REJECTED))
-        .filter(|t| window.is_zero() || ended_at(t).is_some_and(|at| now.duration_since(at).unwrap_or_default() <= window))
+        .filter(|t| {
+            matches!(
+                t.state(),
+                TaskState::COMPLETE | TaskState::FAILED | TaskState::REJECTED
+            )
+        })
+        .filter(|t| {
+            window.is_zero()
+                || ended_at(t)
+                    .is_some_and(|at| now.duration_since(at).unwrap_or_default() <= window)
+        })
         .count()
 }
 
 fn ended_at(task: &Task) -> Option<SystemTime> {
-    task.status.timestamp.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok())
+    task.status
+        .timestamp
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
 }

@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use bollard::models::{
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum,
-    ServiceUpdateStatus, ServiceUpdateStatusStateEnum as UpdateState, TaskState,
+    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatus,
+    ServiceUpdateStatusStateEnum as UpdateState, TaskState,
 };
 
 use super::Plan;
@@ -24,13 +25,15 @@ fn config(plan: &Plan) -> ServiceSpecUpdateConfig {
     let spec = &plan.service.spec;
     let rolling_back = state(plan) == Some(UpdateState::ROLLBACK_STARTED);
     let config = if rolling_back {
-        spec.rollback_config.as_ref().map(|r| ServiceSpecUpdateConfig {
-            parallelism: r.parallelism,
-            delay: r.delay,
-            monitor: r.monitor,
-            max_failure_ratio: r.max_failure_ratio,
-            ..Default::default()
-        })
+        spec.rollback_config
+            .as_ref()
+            .map(|r| ServiceSpecUpdateConfig {
+                parallelism: r.parallelism,
+                delay: r.delay,
+                monitor: r.monitor,
+                max_failure_ratio: r.max_failure_ratio,
+                ..Default::default()
+            })
     } else {
         spec.update_config.clone()
     };
@@ -48,13 +51,22 @@ pub fn starts_first(plan: &Plan) -> bool {
 
 /// The outdated tasks to replace in this round.
 pub fn select<'a>(plan: &Plan, outdated: &[&'a Task]) -> Vec<&'a Task> {
-    if outdated.is_empty() || matches!(state(plan), Some(UpdateState::PAUSED | UpdateState::ROLLBACK_PAUSED)) {
+    if outdated.is_empty()
+        || matches!(
+            state(plan),
+            Some(UpdateState::PAUSED | UpdateState::ROLLBACK_PAUSED)
+        )
+    {
         return Vec::new();
     }
     let config = config(plan);
     let in_flight = plan.tasks.iter().filter(|t| is_in_flight(plan, t)).count();
     let parallelism = config.parallelism.unwrap_or(1).max(0) as usize;
-    let capacity = if parallelism == 0 { outdated.len() } else { parallelism.saturating_sub(in_flight) };
+    let capacity = if parallelism == 0 {
+        outdated.len()
+    } else {
+        parallelism.saturating_sub(in_flight)
+    };
     let delay = Duration::from_nanos(config.delay.unwrap_or(0).max(0) as u64);
     let last_started = plan
         .tasks
@@ -85,34 +97,55 @@ fn is_in_flight(plan: &Plan, task: &Task) -> bool {
 /// Keeps the service's update status true: completed, paused, or rolled back on failure.
 pub fn track(plan: &Plan, changes: &mut Vec<Change>) {
     let Some(current) = state(plan) else { return };
-    if !matches!(current, UpdateState::UPDATING | UpdateState::ROLLBACK_STARTED) {
+    if !matches!(
+        current,
+        UpdateState::UPDATING | UpdateState::ROLLBACK_STARTED
+    ) {
         return;
     }
     let config = config(plan);
-    let monitor = config.monitor.map_or(DEFAULT_MONITOR, |ns| Duration::from_nanos(ns.max(0) as u64));
+    let monitor = config
+        .monitor
+        .map_or(DEFAULT_MONITOR, |ns| Duration::from_nanos(ns.max(0) as u64));
     if let Some(failed) = plan.tasks.iter().find(|t| failed_early(plan, t, monitor)) {
-        let action = config.failure_action.unwrap_or(ServiceSpecUpdateConfigFailureActionEnum::PAUSE);
+        let action = config
+            .failure_action
+            .unwrap_or(ServiceSpecUpdateConfigFailureActionEnum::PAUSE);
         match (current, action) {
             (_, ServiceSpecUpdateConfigFailureActionEnum::CONTINUE) => {}
             (UpdateState::UPDATING, ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK) => {
-                let message = format!("update rolled back due to failure or early termination of task {}", failed.id);
+                let message = format!(
+                    "update rolled back due to failure or early termination of task {}",
+                    failed.id
+                );
                 return changes.extend(rollback(plan, &message));
             }
             (UpdateState::ROLLBACK_STARTED, _) => {
-                let message = format!("rollback paused due to failure or early termination of task {}", failed.id);
+                let message = format!(
+                    "rollback paused due to failure or early termination of task {}",
+                    failed.id
+                );
                 return changes.extend(set_status(plan, UpdateState::ROLLBACK_PAUSED, &message));
             }
             _ => {
-                let message = format!("update paused due to failure or early termination of task {}", failed.id);
+                let message = format!(
+                    "update paused due to failure or early termination of task {}",
+                    failed.id
+                );
                 return changes.extend(set_status(plan, UpdateState::PAUSED, &message));
             }
         }
     }
-    let outdated = plan.tasks.iter().any(|t| t.generation < plan.service.generation && plan.is_alive(t));
+    let outdated = plan
+        .tasks
+        .iter()
+        .any(|t| t.generation < plan.service.generation && plan.is_alive(t));
     let settling = plan.tasks.iter().any(|t| is_in_flight(plan, t));
     if !outdated && !settling {
         let (done, message) = match current {
-            UpdateState::ROLLBACK_STARTED => (UpdateState::ROLLBACK_COMPLETED, "rollback completed"),
+            UpdateState::ROLLBACK_STARTED => {
+                (UpdateState::ROLLBACK_COMPLETED, "rollback completed")
+            }
             _ => (UpdateState::COMPLETED, "update completed"),
         };
         changes.extend(set_status(plan, done, message));
@@ -121,28 +154,43 @@ pub fn track(plan: &Plan, changes: &mut Vec<Change>) {
 
 /// A task of the current generation that ended on its own within `monitor` of its creation.
 fn failed_early(plan: &Plan, task: &Task, monitor: Duration) -> bool {
-    if task.generation != plan.service.generation || !matches!(task.state(), TaskState::FAILED | TaskState::REJECTED) {
+    if task.generation != plan.service.generation
+        || !matches!(task.state(), TaskState::FAILED | TaskState::REJECTED)
+    {
         return false;
     }
     let created = humantime::parse_rfc3339(&task.meta.created_at).ok();
-    let ended = task.status.timestamp.as_deref().and_then(|t| humantime::parse_rfc3339(t).ok());
+    let ended = task
+        .status
+        .timestamp
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339(t).ok());
     match (created, ended) {
-        (Some(created), Some(ended)) => ended.duration_since(created).unwrap_or_default() <= monitor,
+        (Some(created), Some(ended)) => {
+            ended.duration_since(created).unwrap_or_default() <= monitor
+        }
         _ => false,
     }
 }
 
 fn set_status(plan: &Plan, state: UpdateState, message: &str) -> Option<Change> {
     let mut service = plan.service.clone();
-    let status = service.update_status.get_or_insert_with(ServiceUpdateStatus::default);
+    let status = service
+        .update_status
+        .get_or_insert_with(ServiceUpdateStatus::default);
     status.state = Some(state);
     status.message = Some(message.to_string());
-    if matches!(state, UpdateState::COMPLETED | UpdateState::ROLLBACK_COMPLETED) {
+    if matches!(
+        state,
+        UpdateState::COMPLETED | UpdateState::ROLLBACK_COMPLETED
+    ) {
         status.completed_at = Some(timestamp(plan.now));
     }
     service.meta.updated_at = timestamp(plan.now);
     let version = service.meta.version;
-    Proposal::update(Object::Service(service), version).changes.pop()
+    Proposal::update(Object::Service(service), version)
+        .changes
+        .pop()
 }
 
 fn rollback(plan: &Plan, message: &str) -> Option<Change> {
@@ -158,5 +206,7 @@ fn rollback(plan: &Plan, message: &str) -> Option<Change> {
     });
     service.meta.updated_at = timestamp(plan.now);
     let version = service.meta.version;
-    Proposal::update(Object::Service(service), version).changes.pop()
+    Proposal::update(Object::Service(service), version)
+        .changes
+        .pop()
 }

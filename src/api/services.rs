@@ -1,0 +1,336 @@
+//! `/services`: create, list, inspect, update (with rollback) and remove services.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use bollard::models::{
+    ObjectVersion, ServiceServiceStatus, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    ServiceUpdateStatus, ServiceUpdateStatusStateEnum, TaskState,
+};
+use serde::{Deserialize, Serialize};
+
+use super::body::{Filters, JsonBody, VersionQuery};
+use super::error::{ApiError, ApiResult};
+use crate::daemon::Daemon;
+use crate::manager::scheduler::validate_placement;
+use crate::pki;
+use crate::store::objects::timestamp_now;
+use crate::store::{Change, ClusterState, Kind, Meta, Object, ObjectKey, Proposal, Service};
+
+/// A service as the API shows it: bollard's model lacks `PreviousSpec`.
+#[derive(Serialize)]
+pub struct ServiceView {
+    #[serde(flatten)]
+    service: bollard::models::Service,
+    #[serde(rename = "PreviousSpec", skip_serializing_if = "Option::is_none")]
+    previous_spec: Option<ServiceSpec>,
+}
+
+/// `POST /services/create`
+pub async fn create(
+    State(daemon): State<Arc<Daemon>>,
+    JsonBody(spec): JsonBody<ServiceSpec>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let manager = super::manager(&daemon).await?;
+    let spec = checked(spec)?;
+    let service = Service {
+        id: pki::new_id(),
+        meta: Meta::now(),
+        spec,
+        previous_spec: None,
+        generation: 1,
+        update_status: None,
+    };
+    let id = service.id.clone();
+    manager
+        .propose(Proposal::create(Object::Service(service)))
+        .await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "ID": id }))))
+}
+
+/// Checks a spec as docker does and fills in the replicated mode docker assumes.
+fn checked(mut spec: ServiceSpec) -> ApiResult<ServiceSpec> {
+    let name = spec
+        .name
+        .get_or_insert_with(|| format!("svc-{}", &pki::new_id()[..8]));
+    if !valid_name(name) {
+        return Err(ApiError::bad_request(format!(
+            "rpc error: code = InvalidArgument desc = name must be valid as a DNS name component: {name}"
+        )));
+    }
+    let template = spec.task_template.as_ref();
+    let image = template
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.image.as_deref());
+    if image.is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "rpc error: code = InvalidArgument desc = ContainerSpec: image reference must be provided",
+        ));
+    }
+    let placement = template
+        .and_then(|t| t.placement.clone())
+        .unwrap_or_default();
+    let preferences: Vec<String> = placement
+        .preferences
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| {
+            p.spread
+                .and_then(|s| s.spread_descriptor)
+                .map(|d| format!("spread={d}"))
+        })
+        .collect();
+    validate_placement(&placement.constraints.unwrap_or_default(), &preferences).map_err(|e| {
+        ApiError::bad_request(format!("rpc error: code = InvalidArgument desc = {e}"))
+    })?;
+    let mode = spec.mode.get_or_insert_with(ServiceSpecMode::default);
+    if mode.replicated_job.is_some() || mode.global_job.is_some() {
+        return Err(ApiError::bad_request(
+            "rpc error: code = Unimplemented desc = job modes are not supported by shoal",
+        ));
+    }
+    if mode.global.is_none() && mode.replicated.is_none() {
+        mode.replicated = Some(ServiceSpecModeReplicated { replicas: Some(1) });
+    }
+    if mode
+        .replicated
+        .as_ref()
+        .and_then(|r| r.replicas)
+        .is_some_and(|n| n < 0)
+    {
+        return Err(ApiError::bad_request(
+            "rpc error: code = InvalidArgument desc = replicas must be non-negative",
+        ));
+    }
+    Ok(spec)
+}
+
+/// Docker's rule: letters, digits and dashes, at most 63, not starting or ending with a dash.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The query of `GET /services`.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    filters: Option<String>,
+    status: Option<String>,
+}
+
+const SERVICE_FILTERS: &[&str] = &["id", "label", "mode", "name"];
+
+/// `GET /services[?status=true]`
+pub async fn list(
+    State(daemon): State<Arc<Daemon>>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Vec<ServiceView>>> {
+    let manager = super::manager(&daemon).await?;
+    let filters = Filters::parse(query.filters.as_deref(), SERVICE_FILTERS)?;
+    let with_status = super::body::flag(query.status.as_deref());
+    let applied = manager.store.read();
+    let state = &applied.state;
+    let services = state
+        .services
+        .values()
+        .filter(|s| matches(s, &filters))
+        .map(|s| view(state, s, with_status))
+        .collect();
+    Ok(Json(services))
+}
+
+fn matches(service: &Service, filters: &Filters) -> bool {
+    let name = service.spec.name.as_deref().unwrap_or_default();
+    let labels = service.spec.labels.clone().unwrap_or_default();
+    let mode = if service
+        .spec
+        .mode
+        .as_ref()
+        .is_some_and(|m| m.global.is_some())
+    {
+        "global"
+    } else {
+        "replicated"
+    };
+    filters.accepts("id", |id| service.id.starts_with(id))
+        && filters.accepts("name", |n| name.starts_with(n))
+        && filters.accepts("mode", |m| m == mode)
+        && filters.accepts("label", |l| match l.split_once('=') {
+            Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+            None => labels.contains_key(l),
+        })
+}
+
+/// Finds a service by ID, name, or unique ID prefix.
+pub fn find<'a>(state: &'a ClusterState, name: &str) -> ApiResult<&'a Service> {
+    if let Some(service) = state.services.get(name) {
+        return Ok(service);
+    }
+    if let Some(service) = state
+        .services
+        .values()
+        .find(|s| s.spec.name.as_deref() == Some(name))
+    {
+        return Ok(service);
+    }
+    let prefixed: Vec<&Service> = state
+        .services
+        .values()
+        .filter(|s| !name.is_empty() && s.id.starts_with(name))
+        .collect();
+    match prefixed.as_slice() {
+        [service] => Ok(service),
+        [] => Err(ApiError::not_found(format!("service {name} not found"))),
+        many => Err(ApiError::bad_request(format!(
+            "service {name} is ambiguous ({} matches found)",
+            many.len()
+        ))),
+    }
+}
+
+/// `GET /services/{id}`
+pub async fn inspect(
+    State(daemon): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ServiceView>> {
+    let manager = super::manager(&daemon).await?;
+    let applied = manager.store.read();
+    let service = find(&applied.state, &name)?;
+    Ok(Json(view(&applied.state, service, false)))
+}
+
+fn view(state: &ClusterState, service: &Service, with_status: bool) -> ServiceView {
+    let service_status = with_status.then(|| {
+        let tasks = state.tasks.values().filter(|t| t.service_id == service.id);
+        let running = tasks
+            .clone()
+            .filter(|t| t.state() == TaskState::RUNNING && t.desired_state == TaskState::RUNNING);
+        let completed = tasks.filter(|t| t.state() == TaskState::COMPLETE).count() as u64;
+        let desired = match service
+            .spec
+            .mode
+            .as_ref()
+            .and_then(|m| m.replicated.as_ref())
+        {
+            Some(replicated) => replicated.replicas.unwrap_or(0).max(0) as u64,
+            // A global service wants one task per node that can run it.
+            None => state
+                .nodes
+                .values()
+                .filter(|n| crate::manager::placement::eligible(&service.spec, n))
+                .count() as u64,
+        };
+        ServiceServiceStatus {
+            running_tasks: Some(running.count() as u64),
+            desired_tasks: Some(desired),
+            completed_tasks: Some(completed),
+        }
+    });
+    ServiceView {
+        service: bollard::models::Service {
+            id: Some(service.id.clone()),
+            version: Some(ObjectVersion {
+                index: Some(service.meta.version),
+            }),
+            created_at: Some(service.meta.created_at.clone()),
+            updated_at: Some(service.meta.updated_at.clone()),
+            spec: Some(service.spec.clone()),
+            endpoint: None,
+            update_status: service.update_status.clone(),
+            service_status,
+            job_status: None,
+        },
+        previous_spec: service.previous_spec.clone(),
+    }
+}
+
+/// The query of `POST /services/{id}/update`.
+#[derive(Deserialize)]
+pub struct UpdateQuery {
+    #[serde(flatten)]
+    version: VersionQuery,
+    rollback: Option<String>,
+}
+
+/// `POST /services/{id}/update?version=N[&rollback=previous]`: a stale version is refused.
+pub async fn update(
+    State(daemon): State<Arc<Daemon>>,
+    Path(name): Path<String>,
+    Query(query): Query<UpdateQuery>,
+    JsonBody(spec): JsonBody<ServiceSpec>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let manager = super::manager(&daemon).await?;
+    let version = query.version.version()?;
+    let mut service = {
+        let applied = manager.store.read();
+        find(&applied.state, &name)?.clone()
+    };
+    let rolling_back = query.rollback.as_deref() == Some("previous");
+    let new_spec = if rolling_back {
+        service.previous_spec.clone().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "rpc error: code = FailedPrecondition desc = service {} does not have a previous spec",
+                service.id
+            ))
+        })?
+    } else {
+        checked(spec)?
+    };
+    if new_spec.name != service.spec.name {
+        return Err(ApiError::bad_request(
+            "rpc error: code = Unimplemented desc = renaming services is not supported",
+        ));
+    }
+    if new_spec.task_template != service.spec.task_template {
+        service.generation += 1;
+        service.update_status = Some(ServiceUpdateStatus {
+            state: Some(if rolling_back {
+                ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
+            } else {
+                ServiceUpdateStatusStateEnum::UPDATING
+            }),
+            started_at: Some(timestamp_now()),
+            completed_at: None,
+            message: Some(
+                if rolling_back {
+                    "manually requested rollback"
+                } else {
+                    "update in progress"
+                }
+                .into(),
+            ),
+        });
+    }
+    service.previous_spec = Some(std::mem::replace(&mut service.spec, new_spec));
+    service.meta.touch();
+    manager
+        .propose(Proposal::update(Object::Service(service), version))
+        .await?;
+    Ok(Json(serde_json::json!({ "Warnings": null })))
+}
+
+/// `DELETE /services/{id}`: the orchestrator stops its tasks.
+pub async fn remove(State(daemon): State<Arc<Daemon>>, Path(name): Path<String>) -> ApiResult<()> {
+    let manager = super::manager(&daemon).await?;
+    let id = {
+        let applied = manager.store.read();
+        find(&applied.state, &name)?.id.clone()
+    };
+    let key = ObjectKey {
+        kind: Kind::Service,
+        id,
+    };
+    manager
+        .propose(Proposal {
+            changes: vec![Change::Delete { key }],
+        })
+        .await?;
+    Ok(())
+}

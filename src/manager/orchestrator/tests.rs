@@ -1,0 +1,1 @@
+//! Orchestrator decisions on hand-made states.
