@@ -7,6 +7,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod daemon;
+pub mod exec;
 pub mod fsutil;
 pub mod manager;
 pub mod pki;
