@@ -8,6 +8,7 @@ pub mod api;
 pub mod background;
 pub mod cli;
 pub mod daemon;
+pub mod exec;
 pub mod fsutil;
 pub mod manager;
 pub mod pki;

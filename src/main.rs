@@ -23,17 +23,21 @@ struct Cli {
 enum Command {
     /// Run the shoal daemon.
     Daemon(shoal::daemon::DaemonArgs),
+    /// Supervise one task of the process executor (the daemon starts these).
+    #[command(hide = true)]
+    Shim(shoal::exec::shim::ShimArgs),
     #[command(flatten)]
     Client(shoal::cli::ClientCommand),
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
+        // No runtime for the shim: it forks and unshares namespaces, which needs a single thread.
+        Command::Shim(args) => shoal::exec::shim::run(args),
         Command::Daemon(args) => {
             init_logging();
-            match shoal::daemon::run(args).await {
+            match runtime().block_on(shoal::daemon::run(args)) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -41,9 +45,14 @@ async fn main() {
                 }
             }
         }
-        Command::Client(command) => shoal::cli::run(&cli.host, command).await,
+        Command::Client(command) => runtime().block_on(shoal::cli::run(&cli.host, command)),
     };
     std::process::exit(code);
+}
+
+/// The multi-threaded runtime `#[tokio::main]` would build.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("starting the async runtime")
 }
 
 /// Structured logs to stderr, filtered by `RUST_LOG` (default: info for shoal, warn otherwise).
