@@ -3,7 +3,11 @@
 //! The agent heartbeats at the period the dispatcher asks for, follows the leader when it moves,
 //! falls back to the other managers when its manager dies, renews the node's certificate at a
 //! random point between 50% and 80% of its life, and reports role changes and the manager list
-//! to the daemon.
+//! to the daemon. Its worker runs the node's tasks.
+
+mod worker;
+
+pub use worker::Worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 use crate::pki::{NodeCredentials, NodeIdentity, NodeKey};
-use crate::rpc::proto::{Failure, Request, Response, SessionInfo};
+use crate::rpc::proto::{Failure, Request, Response, SessionInfo, StatusReport};
 use crate::rpc::{Connection, Tls};
 
 /// How long to wait for a manager to accept a session.
@@ -44,18 +48,26 @@ pub struct AgentConfig {
     pub managers: Vec<String>,
     /// Whether the node is a manager now.
     pub manager: bool,
+    /// Runs the node's tasks.
+    pub worker: Arc<Worker>,
 }
 
-/// Runs the agent until aborted.
-pub async fn run(config: AgentConfig, events: mpsc::Sender<AgentEvent>) {
+/// Runs the agent until aborted; `reports` are the worker's status reports for the leader.
+pub async fn run(
+    config: AgentConfig,
+    reports: mpsc::UnboundedReceiver<StatusReport>,
+    events: mpsc::Sender<AgentEvent>,
+) {
     let renew_at = NodeCredentials::load(&config.certificates_dir)
         .ok()
         .flatten()
         .and_then(|current| renewal_time(&current.cert_pem).ok())
         .unwrap_or_else(SystemTime::now);
+    let reports = Arc::new(tokio::sync::Mutex::new(reports));
     let agent = Agent {
         config,
         events,
+        reports,
         leader: None,
         renew_at,
     };
@@ -65,8 +77,72 @@ pub async fn run(config: AgentConfig, events: mpsc::Sender<AgentEvent>) {
 struct Agent {
     config: AgentConfig,
     events: mpsc::Sender<AgentEvent>,
+    reports: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<StatusReport>>>,
     leader: Option<String>,
     renew_at: SystemTime,
+}
+
+/// How long an assignments poll may wait for its answer (the manager answers within 20 s).
+const POLL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Follows the node's assignments for as long as the manager answers; returns why it stopped.
+async fn poll_assignments(addr: &str, tls: &Tls, worker: &Arc<Worker>) -> String {
+    let mut connection = match Connection::connect(addr, tls.client_config(), CONNECT_TIMEOUT).await
+    {
+        Ok(connection) => connection,
+        Err(e) => return e.to_string(),
+    };
+    let mut known = 0;
+    loop {
+        match connection
+            .call::<Request, Response>(&Request::Assignments { known }, POLL_TIMEOUT)
+            .await
+        {
+            Ok(Response::Assignments { tag, tasks }) => {
+                known = tag;
+                worker.apply(tasks).await;
+            }
+            Ok(Response::Failed(failure)) => return failure.to_string(),
+            Ok(other) => return format!("unexpected answer {other:?}"),
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
+/// Sends the worker's status reports, all of them again first (what went into a connection
+/// that broke may never have arrived); returns why it stopped.
+async fn send_reports(
+    addr: &str,
+    tls: &Tls,
+    worker: &Worker,
+    reports: &tokio::sync::Mutex<mpsc::UnboundedReceiver<StatusReport>>,
+) -> String {
+    let mut connection = match Connection::connect(addr, tls.client_config(), CONNECT_TIMEOUT).await
+    {
+        Ok(connection) => connection,
+        Err(e) => return e.to_string(),
+    };
+    let mut reports = reports.lock().await;
+    let mut batch = worker.statuses();
+    loop {
+        if !batch.is_empty() {
+            match connection
+                .call::<Request, Response>(&Request::TaskStatuses(batch), CALL_TIMEOUT)
+                .await
+            {
+                Ok(Response::Done) => {}
+                Ok(other) => return format!("status reports refused: {other:?}"),
+                Err(e) => return e.to_string(),
+            }
+        }
+        let Some(first) = reports.recv().await else {
+            return "the worker stopped".into();
+        };
+        batch = vec![first];
+        while let Ok(more) = reports.try_recv() {
+            batch.push(more);
+        }
+    }
 }
 
 /// How a session with one manager ended.
@@ -107,6 +183,18 @@ impl Agent {
             Ok(connection) => connection,
             Err(e) => return SessionEnd::Failed(e.to_string()),
         };
+        // Assignments and status reports travel on connections of their own beside the
+        // heartbeats; the session ends when any of them fails.
+        let tls = self.config.tls.clone();
+        let worker = self.config.worker.clone();
+        let reports = self.reports.clone();
+        let tasks = async {
+            tokio::select! {
+                reason = poll_assignments(addr, &tls, &worker) => reason,
+                reason = send_reports(addr, &tls, &worker, &reports) => reason,
+            }
+        };
+        tokio::pin!(tasks);
         loop {
             let info = match connection
                 .call::<Request, Response>(&Request::Heartbeat, CALL_TIMEOUT)
@@ -126,7 +214,13 @@ impl Agent {
             if let Err(e) = self.follow(&mut connection, &info).await {
                 return SessionEnd::Failed(e.to_string());
             }
-            tokio::time::sleep(Duration::from_millis(info.period_ms.max(100))).await;
+            let period = Duration::from_millis(info.period_ms.max(100));
+            let pause = tokio::time::sleep(period);
+            // The task loops first run here, once this manager has taken a heartbeat as the leader.
+            tokio::select! {
+                reason = &mut tasks => return SessionEnd::Failed(reason),
+                _ = pause => {}
+            }
         }
     }
 

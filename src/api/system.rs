@@ -84,7 +84,7 @@ pub async fn info(State(daemon): State<Arc<Daemon>>) -> Json<SystemInfo> {
     };
     let resources = host::resources();
     Json(SystemInfo {
-        name: Some(daemon.hostname.clone()),
+        name: Some(daemon.host.hostname.clone()),
         server_version: Some(env!("CARGO_PKG_VERSION").into()),
         containers: Some(0),
         containers_running: Some(0),
@@ -98,7 +98,7 @@ pub async fn info(State(daemon): State<Arc<Daemon>>) -> Json<SystemInfo> {
         kernel_version: Some(host::kernel_version()),
         ncpu: resources.nano_cpus.map(|n| n / 1_000_000_000),
         mem_total: resources.memory_bytes,
-        docker_root_dir: Some(daemon.data_dir.display().to_string()),
+        docker_root_dir: Some(daemon.host.data_dir.display().to_string()),
         swarm: Some(swarm),
         ..Default::default()
     })

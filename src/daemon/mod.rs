@@ -8,13 +8,13 @@ pub mod swarm;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use tokio::sync::RwLock;
 
+use crate::exec::{Executor, ProcessExecutor};
 use crate::manager::Manager;
-use swarm::{SwarmError, SwarmNode};
+use swarm::{Host, SwarmError, SwarmNode};
 
 /// How tasks are run on this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -47,23 +47,10 @@ pub struct DaemonArgs {
     pub docker_host: String,
 }
 
-/// The executor chosen at start-up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Executor {
-    /// Tasks are programs in their own namespaces.
-    Process,
-    /// Tasks are Docker containers.
-    Docker,
-}
-
 /// What every API handler shares: this node's configuration and its swarm membership.
 pub struct Daemon {
-    /// The node's name.
-    pub hostname: String,
-    /// Root of the node's durable state.
-    pub data_dir: PathBuf,
-    /// How tasks run here.
-    pub executor: Executor,
+    /// This host: its name, its data, its executor.
+    pub host: Host,
     /// The membership: `None` while the node is in no swarm. Init, join and leave hold the
     /// write lock, so two of them never interleave.
     swarm: RwLock<Option<Arc<SwarmNode>>>,
@@ -89,7 +76,7 @@ impl Daemon {
         if membership.is_some() {
             return Err(SwarmError::AlreadyInSwarm);
         }
-        let node = swarm::init(&self.data_dir, &self.hostname, request).await?;
+        let node = swarm::init(&self.host, request).await?;
         tracing::info!(node = %node.node_id, "swarm initialised; this node is its manager");
         *membership = Some(node.clone());
         Ok(node)
@@ -105,7 +92,7 @@ impl Daemon {
         if membership.is_some() {
             return Err(SwarmError::AlreadyInSwarm);
         }
-        let node = swarm::join(&self.data_dir, &self.hostname, request, availability).await?;
+        let node = swarm::join(&self.host, request, availability).await?;
         *membership = Some(node.clone());
         Ok(node)
     }
@@ -114,7 +101,7 @@ impl Daemon {
     pub async fn leave_swarm(&self, force: bool) -> Result<(), SwarmError> {
         let mut membership = self.swarm.write().await;
         let node = membership.as_ref().ok_or(SwarmError::NotInSwarm)?;
-        swarm::leave(&self.data_dir, node, force).await?;
+        swarm::leave(node, force).await?;
         tracing::info!("left the swarm");
         *membership = None;
         Ok(())
@@ -142,18 +129,21 @@ pub async fn run_until(
         Some(name) => name,
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
     };
-    let executor = choose_executor(args.executor, &args.docker_host).await?;
-    let membership = swarm::restore(&args.data_dir).await?;
+    let executor = choose_executor(args.executor, &args.data_dir)?;
+    let host = Host {
+        data_dir: args.data_dir,
+        hostname,
+        executor,
+    };
+    let membership = swarm::restore(&host).await?;
     if let Some(node) = &membership {
         tracing::info!(node = %node.node_id, manager = node.manager().is_some(), "back in the swarm");
     }
+    tracing::info!(socket = %args.socket.display(), hostname = %host.hostname, "shoal daemon starting");
     let daemon = Arc::new(Daemon {
-        hostname,
-        data_dir: args.data_dir,
-        executor,
+        host,
         swarm: RwLock::new(membership),
     });
-    tracing::info!(socket = %args.socket.display(), hostname = %daemon.hostname, ?executor, "shoal daemon starting");
 
     let listener = bind_socket(&args.socket)?;
     let served = crate::api::serve(listener, daemon.clone(), shutdown).await;
@@ -163,30 +153,19 @@ pub async fn run_until(
     served
 }
 
-/// `auto` picks Docker only when its engine answers.
-async fn choose_executor(choice: ExecutorChoice, docker_host: &str) -> anyhow::Result<Executor> {
+/// The executor tasks run with. Only `process` exists so far; the docker executor comes with
+/// real containers (issue 7 of the plan), so `auto` means `process` and `docker` is refused.
+fn choose_executor(choice: ExecutorChoice, data_dir: &Path) -> anyhow::Result<Arc<dyn Executor>> {
     match choice {
-        ExecutorChoice::Process => Ok(Executor::Process),
-        ExecutorChoice::Docker => Ok(Executor::Docker),
-        ExecutorChoice::Auto if docker_answers(docker_host).await => Ok(Executor::Docker),
-        ExecutorChoice::Auto => Ok(Executor::Process),
+        ExecutorChoice::Docker => {
+            anyhow::bail!(
+                "the docker executor is not available yet; use --executor process (or auto)"
+            )
+        }
+        ExecutorChoice::Auto | ExecutorChoice::Process => {
+            Ok(Arc::new(ProcessExecutor::new(data_dir.join("tasks"))?))
+        }
     }
-}
-
-async fn docker_answers(docker_host: &str) -> bool {
-    let Some(path) = docker_host.strip_prefix("unix://") else {
-        return false;
-    };
-    if !Path::new(path).exists() {
-        return false;
-    }
-    let Ok(docker) = bollard::Docker::connect_with_unix(path, 2, bollard::API_DEFAULT_VERSION)
-    else {
-        return false;
-    };
-    tokio::time::timeout(Duration::from_secs(2), docker.ping())
-        .await
-        .is_ok_and(|r| r.is_ok())
 }
 
 /// Binds the API socket, replacing a stale socket file but never a live daemon's.

@@ -22,8 +22,9 @@ use tokio::sync::mpsc;
 
 use super::host;
 use super::settings::{InitSettings, JoinSettings, route_source};
-use crate::agent::{self, AgentConfig, AgentEvent};
+use crate::agent::{self, AgentConfig, AgentEvent, Worker};
 use crate::background::Background;
+use crate::exec::Executor;
 use crate::fsutil;
 use crate::manager::{Manager, ManagerConfig};
 use crate::pki::{self, JoinToken, NodeCredentials, NodeIdentity, NodeKey, Role, RootCa};
@@ -127,6 +128,7 @@ pub struct SwarmNode {
     tls: Arc<Tls>,
     manager: RwLock<Option<Arc<Manager>>>,
     managers: Mutex<Vec<String>>,
+    executor: Arc<dyn Executor>,
     background: Background,
 }
 
@@ -262,13 +264,15 @@ impl SwarmNode {
     /// Runs the agent, and follows what it reports.
     fn start_agent(self: &Arc<Self>) {
         let (events, mut received) = mpsc::channel(8);
+        let (reports, reported) = mpsc::unbounded_channel();
         let config = AgentConfig {
+            worker: Worker::new(self.executor.clone(), reports),
             certificates_dir: certificates_dir(&self.data_dir),
             tls: self.tls.clone(),
             managers: self.managers(),
             manager: self.manager().is_some(),
         };
-        self.background.spawn(agent::run(config, events));
+        self.background.spawn(agent::run(config, reported, events));
         let node = self.clone();
         self.background.spawn(async move {
             while let Some(event) = received.recv().await {
@@ -304,6 +308,17 @@ impl SwarmNode {
     }
 }
 
+/// What this host brings to any swarm it is in.
+#[derive(Clone)]
+pub struct Host {
+    /// Root of the node's durable state.
+    pub data_dir: PathBuf,
+    /// The node's name (`node ls`, `node.hostname` constraints).
+    pub hostname: String,
+    /// Runs the node's tasks.
+    pub executor: Arc<dyn Executor>,
+}
+
 /// The parts every way into a swarm shares.
 struct Membership {
     node_id: String,
@@ -314,7 +329,7 @@ struct Membership {
     managers: Vec<String>,
 }
 
-fn node_from(data_dir: &Path, membership: Membership) -> anyhow::Result<Arc<SwarmNode>> {
+fn node_from(host: &Host, membership: Membership) -> anyhow::Result<Arc<SwarmNode>> {
     let cluster_id = NodeIdentity::from_cert_pem(&membership.credentials.cert_pem)?.cluster_id;
     let tls = Arc::new(Tls::new(&membership.credentials, &cluster_id)?);
     Ok(Arc::new(SwarmNode {
@@ -322,7 +337,8 @@ fn node_from(data_dir: &Path, membership: Membership) -> anyhow::Result<Arc<Swar
         advertise_ip: membership.advertise_ip,
         advertise_port: membership.advertise_port,
         listen_addr: Mutex::new(membership.listen_addr),
-        data_dir: data_dir.to_path_buf(),
+        data_dir: host.data_dir.clone(),
+        executor: host.executor.clone(),
         tls,
         manager: RwLock::new(None),
         managers: Mutex::new(membership.managers),
@@ -332,7 +348,8 @@ fn node_from(data_dir: &Path, membership: Membership) -> anyhow::Result<Arc<Swar
 
 /// Brings back the membership this node had before a restart, if any. The leftovers of a join
 /// or leave that never finished are removed.
-pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Arc<SwarmNode>>> {
+pub async fn restore(host: &Host) -> anyhow::Result<Option<Arc<SwarmNode>>> {
+    let data_dir = host.data_dir.as_path();
     let state_path = state_file(data_dir);
     let Ok(bytes) = std::fs::read(&state_path) else {
         if swarm_dir(data_dir).exists() {
@@ -354,7 +371,7 @@ pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Arc<SwarmNode>>> 
         )
     })?;
     let node = node_from(
-        data_dir,
+        host,
         Membership {
             node_id: state.node_id,
             credentials,
@@ -376,13 +393,10 @@ pub async fn restore(data_dir: &Path) -> anyhow::Result<Option<Arc<SwarmNode>>> 
 }
 
 /// Creates a new swarm with this node as its only manager.
-pub async fn init(
-    data_dir: &Path,
-    hostname: &str,
-    request: SwarmInitRequest,
-) -> Result<Arc<SwarmNode>, SwarmError> {
+pub async fn init(host: &Host, request: SwarmInitRequest) -> Result<Arc<SwarmNode>, SwarmError> {
+    let data_dir = host.data_dir.as_path();
     let settings = InitSettings::from_request(request)?;
-    let result = create(data_dir, hostname, settings).await;
+    let result = create(host, settings).await;
     if result.is_err() {
         // Whatever was written belongs to an init that did not happen.
         remove_dir(&swarm_dir(data_dir))?;
@@ -390,11 +404,8 @@ pub async fn init(
     result
 }
 
-async fn create(
-    data_dir: &Path,
-    hostname: &str,
-    settings: InitSettings,
-) -> Result<Arc<SwarmNode>, SwarmError> {
+async fn create(host: &Host, settings: InitSettings) -> Result<Arc<SwarmNode>, SwarmError> {
+    let (data_dir, hostname) = (host.data_dir.as_path(), host.hostname.as_str());
     let node_id = pki::new_id();
     let cluster_id = pki::new_id();
     let raft_id = new_raft_id();
@@ -421,7 +432,7 @@ async fn create(
     };
     credentials.save(&certificates_dir(data_dir))?;
     let node = node_from(
-        data_dir,
+        host,
         Membership {
             node_id: node_id.clone(),
             credentials,
@@ -521,24 +532,21 @@ fn describe(hostname: &str) -> NodeDescription {
 /// Joins an existing swarm through one of its managers, as a worker or a manager as the token
 /// says.
 pub async fn join(
-    data_dir: &Path,
-    hostname: &str,
+    host: &Host,
     request: SwarmJoinRequest,
     availability: Option<NodeSpecAvailabilityEnum>,
 ) -> Result<Arc<SwarmNode>, SwarmError> {
+    let data_dir = host.data_dir.as_path();
     let settings = JoinSettings::from_request(request, availability)?;
-    let result = enter(data_dir, hostname, settings).await;
+    let result = enter(host, settings).await;
     if result.is_err() {
         remove_dir(&swarm_dir(data_dir))?;
     }
     result
 }
 
-async fn enter(
-    data_dir: &Path,
-    hostname: &str,
-    settings: JoinSettings,
-) -> Result<Arc<SwarmNode>, SwarmError> {
+async fn enter(host: &Host, settings: JoinSettings) -> Result<Arc<SwarmNode>, SwarmError> {
+    let (data_dir, hostname) = (host.data_dir.as_path(), host.hostname.as_str());
     let token: JoinToken = settings
         .token
         .parse()
@@ -591,7 +599,7 @@ async fn enter(
         joined.managers
     };
     let node = node_from(
-        data_dir,
+        host,
         Membership {
             node_id: joined.node_id.clone(),
             credentials,
@@ -651,7 +659,8 @@ fn unreachable_manager(remote: &str, e: impl std::fmt::Display) -> SwarmError {
 }
 
 /// Leaves the swarm: stops the agent (and Raft) and erases this node's swarm state.
-pub async fn leave(data_dir: &Path, node: &SwarmNode, force: bool) -> Result<(), SwarmError> {
+pub async fn leave(node: &SwarmNode, force: bool) -> Result<(), SwarmError> {
+    let data_dir = node.data_dir.as_path();
     if node.manager().is_some() && !force {
         return Err(SwarmError::ManagerNeedsForce);
     }
@@ -666,6 +675,15 @@ pub async fn leave(data_dir: &Path, node: &SwarmNode, force: bool) -> Result<(),
 mod tests {
     use super::*;
 
+    fn host(dir: &Path) -> Host {
+        let executor = crate::exec::ProcessExecutor::new(dir.join("tasks")).unwrap();
+        Host {
+            data_dir: dir.to_path_buf(),
+            hostname: "h1".into(),
+            executor: Arc::new(executor),
+        }
+    }
+
     fn request(advertise: &str) -> SwarmInitRequest {
         SwarmInitRequest {
             advertise_addr: Some(advertise.into()),
@@ -677,7 +695,7 @@ mod tests {
     #[tokio::test]
     async fn init_restore_and_leave() {
         let dir = tempfile::tempdir().unwrap();
-        let node = init(dir.path(), "h1", request("127.0.0.1")).await.unwrap();
+        let node = init(&host(dir.path()), request("127.0.0.1")).await.unwrap();
         let manager = node.manager().unwrap();
         assert!(manager.is_leader());
         let (cluster_id, me) = {
@@ -691,19 +709,19 @@ mod tests {
         node.shutdown().await;
         drop((node, manager));
 
-        let node = restore(dir.path()).await.unwrap().unwrap();
+        let node = restore(&host(dir.path())).await.unwrap().unwrap();
         assert_eq!(node.node_id, me.id);
         assert_eq!(node.manager().unwrap().cluster().unwrap().id, cluster_id);
-        leave(dir.path(), &node, true).await.unwrap();
+        leave(&node, true).await.unwrap();
         drop(node);
-        assert!(restore(dir.path()).await.unwrap().is_none());
+        assert!(restore(&host(dir.path())).await.unwrap().is_none());
     }
 
     #[tokio::test]
     async fn half_made_swarm_state_is_removed_on_restore() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(certificates_dir(dir.path())).unwrap();
-        assert!(restore(dir.path()).await.unwrap().is_none());
+        assert!(restore(&host(dir.path())).await.unwrap().is_none());
         assert!(!swarm_dir(dir.path()).exists());
     }
 }

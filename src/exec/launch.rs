@@ -44,6 +44,18 @@ pub struct LaunchSpec {
     pub hostname: String,
 }
 
+/// The program an image reference names: the docker CLI resolves `sleep` to `sleep:latest` (or
+/// pins a digest, `sleep@sha256:...`), so the tag and digest go; a registry's `host:port/` part
+/// is before the last `/` and stays.
+fn program_of(image: &str) -> &str {
+    let image = image.split_once('@').map_or(image, |(name, _)| name);
+    let name_start = image.rfind('/').map_or(0, |slash| slash + 1);
+    match image[name_start..].rfind(':') {
+        Some(colon) => &image[..name_start + colon],
+        None => image,
+    }
+}
+
 impl LaunchSpec {
     /// Builds the launch spec of a swarm task: `Image` names the program, `Args` are its
     /// arguments; `Command`, if set, replaces the program like docker's entrypoint (its first
@@ -64,7 +76,9 @@ impl LaunchSpec {
             .filter(|image| !image.is_empty())
             .ok_or_else(|| invalid("image reference must be provided".into()))?;
         let mut command = spec.command.iter().flatten().cloned();
-        let program = command.next().unwrap_or_else(|| image.to_owned());
+        let program = command
+            .next()
+            .unwrap_or_else(|| program_of(image).to_owned());
         let args: Vec<String> = command.chain(spec.args.iter().flatten().cloned()).collect();
 
         let hostname = match spec.hostname.as_deref() {
@@ -335,6 +349,18 @@ fn describe(errno: Errno) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_tags_and_digests_are_not_part_of_the_program() {
+        assert_eq!(program_of("sleep"), "sleep");
+        assert_eq!(program_of("sleep:latest"), "sleep");
+        assert_eq!(program_of("busybox@sha256:abc"), "busybox");
+        assert_eq!(program_of("/usr/bin/sleep:1"), "/usr/bin/sleep");
+        assert_eq!(
+            program_of("localhost:5000/lab/busybox:1"),
+            "localhost:5000/lab/busybox"
+        );
+    }
 
     fn container(image: &str) -> TaskSpecContainerSpec {
         TaskSpecContainerSpec {

@@ -209,7 +209,8 @@ impl std::fmt::Display for ObjectKey {
     }
 }
 
-/// Any stored object.
+/// Any stored object. (Variants differ in size; objects are moved rarely, so no boxes.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Object {
     /// The swarm.

@@ -1,0 +1,234 @@
+//! Runs this node's assigned tasks through the executor and says how they do.
+//!
+//! The worker acts on the whole set of assignments each time it changes: it starts tasks that
+//! should run, stops those that should not, and forgets (removes) those the store forgot. It
+//! remembers the last status it reported for each task so that a new session can report them
+//! all again: the store only takes changes that move a task forward, so repeats are harmless
+//! and nothing said into a connection that broke is lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bollard::models::{ContainerStatus, TaskState, TaskStatus};
+use tokio::sync::mpsc;
+
+use crate::exec::{Executor, ExitStatus, TaskRunState};
+use crate::rpc::proto::{Assignment, StatusReport};
+use crate::store::objects::timestamp;
+
+/// Docker's default stop grace period.
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// This node's tasks and the executor that runs them.
+pub struct Worker {
+    executor: Arc<dyn Executor>,
+    reports: mpsc::UnboundedSender<StatusReport>,
+    tasks: Mutex<HashMap<String, Local>>,
+}
+
+/// What the worker knows of one task.
+struct Local {
+    /// The last status reported.
+    status: TaskStatus,
+    /// Asked to stop: its exit is a shutdown, not a failure.
+    stopping: bool,
+}
+
+impl Worker {
+    /// A worker running tasks with `executor`; it sends status reports into `reports`.
+    pub fn new(
+        executor: Arc<dyn Executor>,
+        reports: mpsc::UnboundedSender<StatusReport>,
+    ) -> Arc<Worker> {
+        Arc::new(Worker {
+            executor,
+            reports,
+            tasks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every task's last reported status, for a new session to repeat.
+    pub fn statuses(&self) -> Vec<StatusReport> {
+        self.lock()
+            .iter()
+            .map(|(id, local)| StatusReport {
+                task_id: id.clone(),
+                status: local.status.clone(),
+            })
+            .collect()
+    }
+
+    fn report(&self, task_id: &str, status: TaskStatus) {
+        if let Some(local) = self.lock().get_mut(task_id) {
+            local.status = status.clone();
+        }
+        let _ = self.reports.send(StatusReport {
+            task_id: task_id.to_string(),
+            status,
+        });
+    }
+
+    /// Makes the node's tasks match `assignments`.
+    pub async fn apply(self: &Arc<Self>, assignments: Vec<Assignment>) {
+        let held = self.executor.list().await.unwrap_or_else(|e| {
+            tracing::warn!("cannot list the executor's tasks: {e}");
+            Vec::new()
+        });
+        let assigned: std::collections::HashSet<&str> =
+            assignments.iter().map(|a| a.task.id.as_str()).collect();
+        for id in held.iter().filter(|id| !assigned.contains(id.as_str())) {
+            // The store forgot it (history trimmed, service removed): so do we.
+            self.lock().remove(id);
+            if let Err(e) = self.executor.remove(id).await {
+                tracing::warn!(task = %id, "cannot remove a task nobody wants: {e}");
+            }
+        }
+        for assignment in &assignments {
+            let task = &assignment.task;
+            let known = self.lock().contains_key(&task.id);
+            if task.desired_state == TaskState::RUNNING && !known && !task.is_terminal() {
+                self.lock().insert(
+                    task.id.clone(),
+                    Local {
+                        status: task.status.clone(),
+                        stopping: false,
+                    },
+                );
+                let worker = self.clone();
+                let assignment = assignment.clone();
+                let adopt = held.contains(&task.id);
+                tokio::spawn(async move { worker.run(assignment, adopt).await });
+            } else if task.desired_state != TaskState::RUNNING && !task.is_terminal() {
+                self.stop(assignment);
+            }
+        }
+    }
+
+    /// Starts (or, after a restart, adopts) a task, then reports how it ends.
+    async fn run(self: Arc<Self>, assignment: Assignment, adopt: bool) {
+        let task = &assignment.task;
+        if !adopt {
+            self.report(
+                &task.id,
+                status(TaskState::PREPARING, "preparing", None, None),
+            );
+            let spec = task.spec.container_spec.clone().unwrap_or_default();
+            let hostname = task.id.get(..12).unwrap_or(&task.id).to_string();
+            if let Err(e) = self.executor.start(&task.id, &spec, &hostname).await {
+                let err = e.to_string();
+                return self.report(
+                    &task.id,
+                    status(TaskState::REJECTED, "preparing", Some(err), None),
+                );
+            }
+        }
+        let pid = match self.executor.status(&task.id).await {
+            TaskRunState::Running { pid } => Some(pid),
+            _ => None,
+        };
+        if task.state() != TaskState::RUNNING || !adopt {
+            let mut running = status(TaskState::RUNNING, "started", None, None);
+            running.container_status = Some(ContainerStatus {
+                container_id: Some(task.id.clone()),
+                pid: pid.map(i64::from),
+                exit_code: None,
+            });
+            self.report(&task.id, running);
+        }
+        let ended = self.executor.wait(&task.id).await;
+        let stopping = self.lock().get(&task.id).is_some_and(|l| l.stopping);
+        self.report(&task.id, final_status(ended, stopping));
+    }
+
+    /// Stops a task the orchestrator no longer wants running.
+    fn stop(self: &Arc<Self>, assignment: &Assignment) {
+        let task = &assignment.task;
+        {
+            let mut tasks = self.lock();
+            let local = tasks.entry(task.id.clone()).or_insert_with(|| Local {
+                status: task.status.clone(),
+                stopping: false,
+            });
+            if local.stopping {
+                return;
+            }
+            local.stopping = true;
+        }
+        let grace = task
+            .spec
+            .container_spec
+            .as_ref()
+            .and_then(|c| c.stop_grace_period);
+        let grace = grace.map_or(DEFAULT_GRACE, |ns| Duration::from_nanos(ns.max(0) as u64));
+        let worker = self.clone();
+        let task_id = task.id.clone();
+        tokio::spawn(async move {
+            match worker.executor.stop(&task_id, grace).await {
+                // The task's own waiter reports the shutdown; one never started is shut down now.
+                Ok(()) => {
+                    if matches!(
+                        worker.executor.status(&task_id).await,
+                        TaskRunState::Unknown
+                    ) {
+                        worker.report(
+                            &task_id,
+                            status(TaskState::SHUTDOWN, "shutdown", None, None),
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(task = %task_id, "cannot stop task: {e}"),
+            }
+        });
+    }
+}
+
+fn status(
+    state: TaskState,
+    message: &str,
+    err: Option<String>,
+    exit_code: Option<i64>,
+) -> TaskStatus {
+    TaskStatus {
+        timestamp: Some(timestamp(SystemTime::now())),
+        state: Some(state),
+        message: Some(message.to_string()),
+        err,
+        container_status: exit_code.map(|code| ContainerStatus {
+            exit_code: Some(code),
+            ..Default::default()
+        }),
+        port_status: None,
+    }
+}
+
+/// How a task that exited is reported: shut down if asked to stop, complete on exit 0, failed
+/// otherwise with docker's wording.
+fn final_status(ended: Result<ExitStatus, crate::exec::ExecError>, stopping: bool) -> TaskStatus {
+    match ended {
+        Ok(exit) if stopping => status(
+            TaskState::SHUTDOWN,
+            "shutdown",
+            None,
+            Some(i64::from(exit.exit_code)),
+        ),
+        Ok(exit) if exit.success() => status(TaskState::COMPLETE, "finished", None, Some(0)),
+        Ok(exit) => {
+            let err = exit
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("task: non-zero exit ({})", exit.exit_code));
+            status(
+                TaskState::FAILED,
+                "failed",
+                Some(err),
+                Some(i64::from(exit.exit_code)),
+            )
+        }
+        Err(e) => status(TaskState::FAILED, "failed", Some(e.to_string()), None),
+    }
+}
