@@ -5,6 +5,7 @@
 //! random point between 50% and 80% of its life, and reports role changes and the manager list
 //! to the daemon. Its worker runs the node's tasks.
 
+mod logs;
 mod worker;
 
 pub use worker::Worker;
@@ -192,6 +193,7 @@ impl Agent {
             tokio::select! {
                 reason = poll_assignments(addr, &tls, &worker) => reason,
                 reason = send_reports(addr, &tls, &worker, &reports) => reason,
+                reason = logs::serve_subscriptions(addr, &tls, worker.executor()) => reason,
             }
         };
         tokio::pin!(tasks);

@@ -48,6 +48,11 @@ impl Worker {
         })
     }
 
+    /// The executor that runs this node's tasks.
+    pub fn executor(&self) -> &Arc<dyn Executor> {
+        &self.executor
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }

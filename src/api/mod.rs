@@ -5,6 +5,7 @@
 
 mod body;
 mod error;
+mod logs;
 mod nodes;
 mod services;
 mod swarm;
@@ -52,6 +53,8 @@ fn routes(daemon: Arc<Daemon>) -> Router {
             get(services::inspect).delete(services::remove),
         )
         .route("/services/{id}/update", post(services::update))
+        .route("/services/{id}/logs", get(logs::service))
+        .route("/tasks/{id}/logs", get(logs::task))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::inspect))
         .fallback(page_not_found)

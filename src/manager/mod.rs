@@ -7,6 +7,7 @@
 mod ca;
 pub mod dispatcher;
 mod health;
+pub mod logs;
 pub mod orchestrator;
 pub mod placement;
 mod roles;
@@ -65,6 +66,8 @@ pub struct Manager {
     root_ca: OnceLock<RootCa>,
     health: Arc<PeerHealth>,
     dispatcher: Dispatcher,
+    /// Where `service logs` meets the nodes' task output.
+    pub logs: logs::LogBroker,
     background: Background,
 }
 
@@ -83,6 +86,7 @@ impl Manager {
             root_ca: OnceLock::new(),
             health,
             dispatcher: Dispatcher::default(),
+            logs: logs::LogBroker::default(),
             background: Background::default(),
         });
         let stopping = manager.background.stopping();

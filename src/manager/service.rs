@@ -94,6 +94,28 @@ async fn answer(manager: &Manager, peer: &Peer, request: Request) -> Result<Resp
                 .await?;
             Response::Done
         }
+        Request::LogSubscriptions => {
+            let node_id = require_member(manager, peer)?;
+            Response::LogSubscriptions(manager.logs.take(&node_id).await)
+        }
+        Request::PublishLogs {
+            subscription,
+            lines,
+            done,
+        } => {
+            let node_id = require_member(manager, peer)?;
+            let published = crate::manager::logs::Published {
+                node_id,
+                lines,
+                done,
+            };
+            if !manager.logs.publish(subscription, published).await {
+                return Err(Failure::Invalid(format!(
+                    "log subscription {subscription} is closed"
+                )));
+            }
+            Response::Done
+        }
         Request::Renew { csr_pem } => {
             let node_id = require_member(manager, peer)?;
             Response::Certificate {

@@ -49,6 +49,17 @@ pub enum Request {
     },
     /// How the caller's tasks are doing.
     TaskStatuses(Vec<StatusReport>),
+    /// Log subscriptions for the caller's tasks, once there are some (a long poll).
+    LogSubscriptions,
+    /// Lines of the caller's tasks for a subscription.
+    PublishLogs {
+        /// The subscription.
+        subscription: u64,
+        /// The lines.
+        lines: Vec<LogLine>,
+        /// Nothing more will come from this node.
+        done: bool,
+    },
     /// A new certificate for the caller, for the key behind this CSR (renewal, role change).
     Renew {
         /// PEM certificate signing request.
@@ -100,6 +111,8 @@ pub enum Response {
         /// Every task the node must run or stop.
         tasks: Vec<Assignment>,
     },
+    /// Log subscriptions for the caller.
+    LogSubscriptions(Vec<LogSubscription>),
     /// A renewed certificate.
     Certificate {
         /// PEM node certificate.
@@ -140,6 +153,34 @@ pub struct Assignment {
     pub task: Task,
     /// Its service's name, for the task's name and logs.
     pub service_name: String,
+}
+
+/// A request for task output, as `service logs` asks for it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogSubscription {
+    /// Identifies the subscription in the lines sent back.
+    pub id: u64,
+    /// The tasks whose output is wanted.
+    pub task_ids: Vec<String>,
+    /// Keep sending new lines until the subscriber leaves.
+    pub follow: bool,
+    /// Only the last lines of each task.
+    pub tail: Option<usize>,
+    /// Only lines written at or after this time (RFC 3339).
+    pub since: Option<String>,
+}
+
+/// One line of a task's output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// The task that wrote it.
+    pub task_id: String,
+    /// When (RFC 3339, nanoseconds).
+    pub time: String,
+    /// Whether it went to stderr.
+    pub stderr: bool,
+    /// The line, without its newline.
+    pub line: String,
 }
 
 /// A task's new status, from the node that runs it.
