@@ -174,18 +174,12 @@ impl Worker {
         let task_id = task.id.clone();
         tokio::spawn(async move {
             match worker.executor.stop(&task_id, grace).await {
-                // The task's own waiter reports the shutdown; one never started is shut down now.
-                Ok(()) => {
-                    if matches!(
-                        worker.executor.status(&task_id).await,
-                        TaskRunState::Unknown
-                    ) {
-                        worker.report(
-                            &task_id,
-                            status(TaskState::SHUTDOWN, "shutdown", None, None),
-                        );
-                    }
-                }
+                // Whoever waits on the task (if this daemon started it) may report the same;
+                // the store keeps the first report of an end and ignores the rest.
+                Ok(()) => worker.report(
+                    &task_id,
+                    status(TaskState::SHUTDOWN, "shutdown", None, None),
+                ),
                 Err(e) => tracing::warn!(task = %task_id, "cannot stop task: {e}"),
             }
         });

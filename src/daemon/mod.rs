@@ -45,6 +45,10 @@ pub struct DaemonArgs {
     /// The Docker engine used by the docker executor.
     #[arg(long, default_value = "unix:///var/run/docker.sock")]
     pub docker_host: String,
+    /// The binary whose `shim` subcommand runs each task [default: this one]. Tests that run
+    /// daemons inside a test binary point it at the real `shoal`.
+    #[arg(long, hide = true)]
+    pub shim: Option<PathBuf>,
 }
 
 /// What every API handler shares: this node's configuration and its swarm membership.
@@ -129,7 +133,7 @@ pub async fn run_until(
         Some(name) => name,
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
     };
-    let executor = choose_executor(args.executor, &args.data_dir)?;
+    let executor = choose_executor(args.executor, &args.data_dir, args.shim)?;
     let host = Host {
         data_dir: args.data_dir,
         hostname,
@@ -155,7 +159,11 @@ pub async fn run_until(
 
 /// The executor tasks run with. Only `process` exists so far; the docker executor comes with
 /// real containers (issue 7 of the plan), so `auto` means `process` and `docker` is refused.
-fn choose_executor(choice: ExecutorChoice, data_dir: &Path) -> anyhow::Result<Arc<dyn Executor>> {
+fn choose_executor(
+    choice: ExecutorChoice,
+    data_dir: &Path,
+    shim: Option<PathBuf>,
+) -> anyhow::Result<Arc<dyn Executor>> {
     match choice {
         ExecutorChoice::Docker => {
             anyhow::bail!(
@@ -163,7 +171,12 @@ fn choose_executor(choice: ExecutorChoice, data_dir: &Path) -> anyhow::Result<Ar
             )
         }
         ExecutorChoice::Auto | ExecutorChoice::Process => {
-            Ok(Arc::new(ProcessExecutor::new(data_dir.join("tasks"))?))
+            let root = data_dir.join("tasks");
+            let executor = match shim {
+                Some(shim) => ProcessExecutor::with_shim(root, shim)?,
+                None => ProcessExecutor::new(root)?,
+            };
+            Ok(Arc::new(executor))
         }
     }
 }

@@ -1,6 +1,9 @@
 //! A harness for in-process clusters: each node is a real daemon with its own data directory,
 //! API socket and control port on loopback.
 
+// Each test crate uses its own part of the harness.
+#![allow(dead_code)]
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +66,7 @@ impl TestNode {
             hostname: Some(self.name.clone()),
             executor: ExecutorChoice::Process,
             docker_host: "unix:///nonexistent".into(),
+            shim: Some(env!("CARGO_BIN_EXE_shoal").into()),
         };
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(shoal::daemon::run_until(args, async {
@@ -175,7 +179,11 @@ impl Cluster {
         let index = self.nodes.len();
         let mut node = TestNode {
             name: format!("n{}", index + 1),
-            dir: tempfile::tempdir().unwrap(),
+            // Named after the node, so a process left behind says where it came from.
+            dir: tempfile::Builder::new()
+                .prefix(&format!("shoal-n{}-", index + 1))
+                .tempdir()
+                .unwrap(),
             running: None,
         };
         node.start().await;
@@ -411,4 +419,220 @@ pub async fn plaintext_gets_no_answer(addr: &str) -> bool {
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
     // A TLS server answers garbage with an alert or a close, never with data we asked for.
     !matches!(read, Ok(Ok(n)) if n > 0 && buf[..n].starts_with(b"HTTP"))
+}
+
+/// A service spec running `args` (a program and its arguments) with a 1 s stop grace period.
+pub fn service_spec(
+    name: &str,
+    replicas: Option<i64>,
+    args: &[&str],
+) -> bollard::models::ServiceSpec {
+    use bollard::models::{
+        ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
+    };
+    let mode = match replicas {
+        Some(n) => ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(n) }),
+            ..Default::default()
+        },
+        None => ServiceSpecMode {
+            global: Some(Default::default()),
+            ..Default::default()
+        },
+    };
+    let container = TaskSpecContainerSpec {
+        image: Some(args[0].to_string()),
+        args: Some(args[1..].iter().map(|a| a.to_string()).collect()),
+        stop_grace_period: Some(1_000_000_000),
+        ..Default::default()
+    };
+    ServiceSpec {
+        name: Some(name.into()),
+        mode: Some(mode),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl Cluster {
+    /// Creates a service through node `i`.
+    pub async fn create_service(&self, i: usize, spec: bollard::models::ServiceSpec) {
+        self.client(i)
+            .create_service(spec, None)
+            .await
+            .expect("service create");
+    }
+
+    /// Changes service `name` through node `i` with `edit`, at the version `version_offset`
+    /// below the current one (0: current; more: a stale read).
+    pub async fn update_service(
+        &self,
+        i: usize,
+        name: &str,
+        version_offset: i32,
+        rollback: bool,
+        edit: impl FnOnce(&mut bollard::models::ServiceSpec),
+    ) -> Result<(), String> {
+        let client = self.client(i);
+        let service = client
+            .inspect_service(name, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut spec = service.spec.unwrap();
+        edit(&mut spec);
+        let version = service.version.unwrap().index.unwrap() as i32 - version_offset;
+        let options = bollard::query_parameters::UpdateServiceOptions {
+            version,
+            rollback: rollback.then(|| "previous".to_string()),
+            ..Default::default()
+        };
+        client
+            .update_service(name, spec, options, None)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Service `name`'s tasks as node `i` lists them.
+    pub async fn tasks(&self, i: usize, name: &str) -> Vec<bollard::models::Task> {
+        let filters =
+            std::collections::HashMap::from([("service".to_string(), vec![name.to_string()])]);
+        let options = bollard::query_parameters::ListTasksOptions {
+            filters: Some(filters),
+        };
+        self.client(i)
+            .list_tasks(Some(options))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// How many tasks of service `name` run on each node (by hostname), wanted running.
+    pub async fn running_per_node(
+        &self,
+        i: usize,
+        name: &str,
+    ) -> std::collections::BTreeMap<String, usize> {
+        let hostnames: std::collections::HashMap<String, String> = self
+            .client(i)
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| {
+                (
+                    n.id.unwrap_or_default(),
+                    n.description.and_then(|d| d.hostname).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let mut counts = std::collections::BTreeMap::new();
+        for task in self.tasks(i, name).await {
+            let running = task.status.as_ref().and_then(|s| s.state)
+                == Some(bollard::models::TaskState::RUNNING);
+            if running && task.desired_state == Some(bollard::models::TaskState::RUNNING) {
+                let host = hostnames
+                    .get(task.node_id.as_deref().unwrap_or_default())
+                    .cloned()
+                    .unwrap_or_default();
+                *counts.entry(host).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Removes service `name` through node `i` and waits until none of its tasks is left, in
+    /// the store or as a process.
+    pub async fn remove_service(&self, i: usize, name: &str) {
+        let service = self
+            .client(i)
+            .inspect_service(name, None)
+            .await
+            .expect("service inspect");
+        let id = service.id.unwrap();
+        let container = service
+            .spec
+            .and_then(|s| s.task_template)
+            .and_then(|t| t.container_spec)
+            .unwrap_or_default();
+        let mut command = vec![container.image.unwrap_or_default()];
+        command.extend(container.args.unwrap_or_default());
+        self.client(i)
+            .delete_service(name)
+            .await
+            .expect("service rm");
+        eventually(&format!("the tasks of {name} are gone"), || async {
+            // A removed service's tasks are found by its ID; they have no name any more.
+            let filters =
+                std::collections::HashMap::from([("service".to_string(), vec![id.clone()])]);
+            let options = bollard::query_parameters::ListTasksOptions {
+                filters: Some(filters),
+            };
+            self.client(i)
+                .list_tasks(Some(options))
+                .await
+                .is_ok_and(|t| t.is_empty())
+        })
+        .await;
+        let roots: Vec<PathBuf> = self
+            .nodes
+            .iter()
+            .map(|n| n.dir.path().to_path_buf())
+            .collect();
+        eventually(&format!("no process of {name} is left"), || async {
+            processes_running(&command, &roots) == 0
+        })
+        .await;
+    }
+
+    /// Sets node `id`'s availability through node `i`.
+    pub async fn set_availability(
+        &self,
+        i: usize,
+        id: &str,
+        availability: bollard::models::NodeSpecAvailabilityEnum,
+    ) {
+        let client = self.client(i);
+        let node = client.inspect_node(id).await.unwrap();
+        let mut spec = node.spec.unwrap();
+        spec.availability = Some(availability);
+        let options = UpdateNodeOptionsBuilder::new()
+            .version(node.version.unwrap().index.unwrap() as i64)
+            .build();
+        client.update_node(id, spec, options).await.unwrap();
+    }
+}
+
+/// How many processes run exactly `command` (program name and arguments) under a task shim
+/// whose directory lies in one of `roots` (other tests and labs may run the same command).
+pub fn processes_running(command: &[String], roots: &[PathBuf]) -> usize {
+    let wanted = command.join("\0");
+    let cmdline = |pid: &str| {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        Some(
+            String::from_utf8_lossy(&raw)
+                .trim_end_matches('\0')
+                .to_string(),
+        )
+    };
+    let parent = |pid: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .map(|p| p.trim().to_string())
+    };
+    let entries = std::fs::read_dir("/proc").expect("reading /proc");
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|pid| cmdline(pid).is_some_and(|c| c == wanted))
+        .filter(|pid| {
+            let shim = parent(pid).and_then(|p| cmdline(&p)).unwrap_or_default();
+            roots
+                .iter()
+                .any(|root| shim.contains(&*root.to_string_lossy()))
+        })
+        .count()
 }
