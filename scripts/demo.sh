@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Demo: build shoal, make a four-host lab (the seed's cluster: one manager,
-# three workers), start a daemon on each host and form the swarm with the stock
-# docker CLI. The lab is left running for you to explore unless --down is given.
+# three workers), start a daemon on each host, form the swarm and run a service
+# with the stock docker CLI. The lab is left running for you to explore unless
+# --down is given.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LAB=${LAB:-shoal}
@@ -48,6 +49,12 @@ for i in $(seq 2 "$HOSTS"); do
 done
 dk 1 node ls
 dk 1 info | swarm_section
+
+# A replicated service: 8 tasks spread 2 per node. With the embedded process executor the
+# image names a program on the host, run in its own namespaces.
+dk 1 service create --name hello --replicas 8 --stop-grace-period 1s sh -c 'echo hello from $(hostname); sleep infinity'
+dk 1 service ps hello
+dk 1 service logs hello
 
 $DOWN && exit 0
 prefix=''
