@@ -45,11 +45,7 @@ pub async fn join(manager: &Manager, request: JoinRequest) -> Result<Joined, Fai
             } else {
                 NodeSpecRoleEnum::WORKER
             }),
-            availability: Some(
-                request
-                    .availability
-                    .unwrap_or(NodeSpecAvailabilityEnum::ACTIVE),
-            ),
+            availability: Some(availability_of(request.availability)),
             ..Default::default()
         },
         description: NodeDescription {
@@ -74,6 +70,14 @@ pub async fn join(manager: &Manager, request: JoinRequest) -> Result<Joined, Fai
         manager: is_manager,
         managers: manager.manager_addrs(),
     })
+}
+
+/// The availability a joining node asked for; the docker CLI sends `""` when the flag is not
+/// given, which means active.
+fn availability_of(asked: Option<NodeSpecAvailabilityEnum>) -> NodeSpecAvailabilityEnum {
+    asked
+        .filter(|a| *a != NodeSpecAvailabilityEnum::EMPTY)
+        .unwrap_or(NodeSpecAvailabilityEnum::ACTIVE)
 }
 
 /// A fresh certificate for a member, with the role the store gives it now.
@@ -118,4 +122,22 @@ fn advertised_ip(addr: &str) -> Result<IpAddr, Failure> {
 
 fn internal(e: impl std::fmt::Display) -> Failure {
     Failure::Internal(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_without_availability_makes_an_active_node() {
+        assert_eq!(availability_of(None), NodeSpecAvailabilityEnum::ACTIVE);
+        assert_eq!(
+            availability_of(Some(NodeSpecAvailabilityEnum::EMPTY)),
+            NodeSpecAvailabilityEnum::ACTIVE
+        );
+        assert_eq!(
+            availability_of(Some(NodeSpecAvailabilityEnum::DRAIN)),
+            NodeSpecAvailabilityEnum::DRAIN
+        );
+    }
 }

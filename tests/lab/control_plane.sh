@@ -91,11 +91,16 @@ done
 require check_output "h$WORKER: swarm join with the worker token" \
   "This node joined a swarm as a worker." join "$WORKER" "$WORKER_TOKEN"
 
+# availabilities I: the AVAILABILITY column of host I's node ls, on one line.
+availabilities() { docker_on "$1" node ls --format '{{.Availability}}' | tr '\n' ' '; }
+
 # 2. Every manager sees 4 Ready nodes, one Leader, two Reachable, h4 a worker.
 for i in "${MANAGERS[@]}"; do
   eventually check_match "h$i: node ls shows 4 Ready, 1 Leader, 2 Reachable, h4 worker" \
     "$HEALTHY_3M" tally "$i"
 done
+# Nodes that joined without --availability are active, like the one that made the swarm.
+check_match "every node is Active" '^Active Active Active Active $' availabilities 1
 check_output "h$WORKER: docker info says Is Manager: false" "Is Manager: false" \
   docker_on "$WORKER" info
 check_fails "h$WORKER: node ls is refused on a worker" "$NOT_MANAGER" docker_on "$WORKER" node ls
