@@ -1,5 +1,6 @@
 //! Durations as Go's `time.ParseDuration` reads them, which is how docker reads its
-//! duration flags (`--cert-expiry 2160h0m0s`, `--dispatcher-heartbeat 5s`).
+//! duration flags (`--cert-expiry 2160h0m0s`, `--dispatcher-heartbeat 5s`), and as Go's
+//! `time.Duration.String` prints them, which is how docker shows them (`1m30s`).
 //!
 //! humantime reads the common forms too, but it also takes what Go refuses (`1 day`, `1M`
 //! for a month) and refuses what Go takes (`-1s`, `1μs`), so the same flag could mean
@@ -66,6 +67,41 @@ pub fn parse_go_duration(text: &str) -> Result<i64, String> {
     } else {
         i64::try_from(total).map_err(|_| invalid())
     }
+}
+
+/// `nanos` as Go's `time.Duration.String` prints it: `0s`, `1.5µs`, `300ms`, `10s`, `1m0s`,
+/// `1h30m0.5s`, with a leading `-` when negative.
+pub fn format_go_duration(nanos: i64) -> String {
+    const SECOND: u64 = 1_000_000_000;
+    let sign = if nanos < 0 { "-" } else { "" };
+    let total = nanos.unsigned_abs();
+    let text = match total {
+        0 => return "0s".to_string(),
+        1..1_000 => format!("{total}ns"),
+        1_000..1_000_000 => format!("{}µs", decimal(total, 3)),
+        1_000_000..SECOND => format!("{}ms", decimal(total, 6)),
+        _ => {
+            let seconds = decimal(total % (60 * SECOND), 9);
+            let minutes = total / SECOND / 60;
+            match (minutes / 60, minutes % 60) {
+                (0, 0) => format!("{seconds}s"),
+                (0, minutes) => format!("{minutes}m{seconds}s"),
+                (hours, minutes) => format!("{hours}h{minutes}m{seconds}s"),
+            }
+        }
+    };
+    format!("{sign}{text}")
+}
+
+/// `value / 10^places` in decimal, without trailing zeros in the fraction (Go's `fmtFrac`).
+fn decimal(value: u64, places: u32) -> String {
+    let scale = 10u64.pow(places);
+    let (whole, fraction) = (value / scale, value % scale);
+    if fraction == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{fraction:0width$}", width = places as usize);
+    format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
 /// Nanoseconds in one `unit`; Go takes both the micro sign and the Greek mu for micro.
@@ -195,6 +231,25 @@ mod tests {
         );
         assert!(parse_go_duration("2562048h").is_err());
         assert!(parse_go_duration("99999999999999999999s").is_err());
+    }
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        assert_eq!(format_go_duration(0), "0s");
+        assert_eq!(format_go_duration(7), "7ns");
+        assert_eq!(format_go_duration(1_500), "1.5µs");
+        assert_eq!(format_go_duration(300_000_000), "300ms");
+        assert_eq!(format_go_duration(5 * SECOND), "5s");
+        assert_eq!(format_go_duration(SECOND + SECOND / 2), "1.5s");
+        assert_eq!(format_go_duration(60 * SECOND), "1m0s");
+        assert_eq!(format_go_duration(90 * SECOND), "1m30s");
+        assert_eq!(format_go_duration(5_400 * SECOND + SECOND / 2), "1h30m0.5s");
+        assert_eq!(format_go_duration(2_160 * 3_600 * SECOND), "2160h0m0s");
+        assert_eq!(format_go_duration(-90 * SECOND), "-1m30s");
+        assert_eq!(format_go_duration(i64::MIN), "-2562047h47m16.854775808s");
+        for text in ["1h30m0.5s", "1.5µs", "10s", "-1m30s"] {
+            assert_eq!(format_go_duration(parse_go_duration(text).unwrap()), text);
+        }
     }
 
     #[test]

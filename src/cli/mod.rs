@@ -1,14 +1,17 @@
 //! The `shoal` client commands, speaking the Docker Engine API through bollard.
 //!
 //! Each command mirrors the docker CLI: same verbs, flags and output, so scripts and habits
-//! carry over. One file per command group (split where it grows long); `table` and `text`
-//! hold the formatting they share, `duration` the Go durations docker's flags take.
+//! carry over. One file per command group (split where it grows long, `service` into a
+//! directory of its own); `table`, `text` and `inspect` hold the formatting they share,
+//! `duration` the Go durations docker's flags take.
 
 mod connect;
 mod duration;
+mod inspect;
 mod node;
 mod node_pretty;
 mod node_update;
+mod service;
 mod swarm;
 mod swarm_join;
 mod swarm_update;
@@ -17,9 +20,10 @@ mod table;
 mod text;
 
 pub use node::NodeCommand;
+pub use service::ServiceCommand;
 pub use swarm::SwarmCommand;
 
-use anyhow::Context;
+use anyhow::anyhow;
 use bollard::models::ObjectVersion;
 use connect::Daemon;
 
@@ -36,6 +40,9 @@ pub enum ClientCommand {
     /// Manage swarm nodes.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Manage swarm services.
+    #[command(subcommand)]
+    Service(ServiceCommand),
 }
 
 /// Runs `command` against the daemon at `host` (`unix:///path/to/socket` or a bare socket
@@ -55,6 +62,7 @@ pub async fn run(host: &str, command: ClientCommand) -> i32 {
         ClientCommand::Info => system::info(&daemon).await,
         ClientCommand::Swarm(command) => swarm::run(&daemon, command).await,
         ClientCommand::Node(command) => node::run(&daemon, command).await,
+        ClientCommand::Service(command) => service::run(&daemon, command).await,
     };
     match outcome {
         Ok(()) => 0,
@@ -67,7 +75,8 @@ pub async fn run(host: &str, command: ClientCommand) -> i32 {
 
 /// The `version` query parameter for writing back an object read at `version`: the daemon
 /// refuses the update if the object changed since, rather than losing the other change.
-fn update_version(version: Option<&ObjectVersion>) -> anyhow::Result<i64> {
+/// (Bollard types it per object: `i64` for nodes and the swarm, `i32` for services.)
+fn update_version<T: TryFrom<u64>>(version: Option<&ObjectVersion>) -> anyhow::Result<T> {
     let index = version.and_then(|v| v.index).unwrap_or(0);
-    i64::try_from(index).with_context(|| format!("object version {index} out of range"))
+    T::try_from(index).map_err(|_| anyhow!("object version {index} out of range"))
 }

@@ -8,6 +8,7 @@ use bollard::query_parameters::ListNodesOptions;
 use serde::Serialize;
 
 use super::connect::Daemon;
+use super::inspect::{self, InspectFormat};
 use super::node_pretty::pretty;
 use super::node_update::{self, NodesArgs, RemoveArgs, UpdateArgs};
 use super::table::{ListFormat, TabWriter, json_lines};
@@ -55,15 +56,6 @@ pub struct InspectArgs {
     /// Nodes by ID or hostname; `self` is the node the daemon runs on.
     #[arg(required = true, value_name = "self|NODE")]
     nodes: Vec<String>,
-}
-
-/// The formats `node inspect --format` accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum InspectFormat {
-    /// A compact JSON array on one line.
-    Json,
-    /// The same as `--pretty`.
-    Pretty,
 }
 
 /// Runs a node subcommand.
@@ -207,37 +199,16 @@ fn node_table(rows: &[NodeRow]) -> String {
 }
 
 async fn inspect(daemon: &Daemon, docker: &Docker, args: &InspectArgs) -> Result<()> {
-    let format = if args.pretty {
-        Some(InspectFormat::Pretty)
-    } else {
-        args.format
-    };
-    if format == Some(InspectFormat::Pretty) {
-        // Like docker, the pretty form prints nothing unless every node was found.
-        let mut text = String::new();
-        for reference in &args.nodes {
-            text.push_str(&pretty(&find(docker, reference).await?));
-        }
-        print!("{text}");
-        return Ok(());
-    }
-    // Like docker, the JSON forms print the nodes found, then fail for the others.
-    let mut nodes = Vec::new();
-    let mut errors = Vec::new();
+    let mut found = Vec::new();
     for reference in &args.nodes {
-        match find(docker, reference).await {
-            Ok(node) => nodes.push(node),
-            Err(error) => errors.push(daemon.explain(&error)),
-        }
+        let node = find(docker, reference).await;
+        found.push(node.map_err(|error| daemon.explain(&error)));
     }
-    match format {
-        Some(_) => println!("{}", serde_json::to_string(&nodes)?),
-        None => println!("{}", indented_json(&nodes)?),
-    }
-    if !errors.is_empty() {
-        bail!(errors.join("\n"));
-    }
-    Ok(())
+    inspect::print(
+        InspectFormat::chosen(args.pretty, args.format),
+        found,
+        pretty,
+    )
 }
 
 /// The node `reference` names; `self` is the node the daemon runs on.
@@ -254,16 +225,6 @@ async fn find(docker: &Docker, reference: &str) -> Result<Node> {
             bail!("node ID not found in /info")
         }
     }
-}
-
-/// JSON indented by four spaces, as `docker inspect` prints it.
-fn indented_json<T: Serialize>(value: &T) -> serde_json::Result<String> {
-    let mut out = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    value.serialize(&mut serde_json::Serializer::with_formatter(
-        &mut out, formatter,
-    ))?;
-    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
 fn id(node: &Node) -> &str {

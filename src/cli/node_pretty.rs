@@ -7,7 +7,7 @@ use bollard::models::{
     NodeStatus, ResourceObject, TlsInfo,
 };
 
-use super::text::{bytes_size, capitalize, go_time, pretty_enum};
+use super::text::{bytes_size, capitalize, date_text, go_time, pretty_enum};
 
 /// The node in docker's human form; the text ends in a newline.
 pub fn pretty(node: &Node) -> String {
@@ -121,10 +121,9 @@ fn text(value: &Option<String>) -> String {
 
 /// When the node joined, printed as Go prints a `time.Time` (its zero value when absent).
 fn joined_at(node: &Node) -> String {
-    // Through serde, because bollard's date type depends on its cargo features.
-    match serde_json::to_value(&node.created_at) {
-        Ok(serde_json::Value::String(date)) => go_time(&date),
-        _ => "0001-01-01 00:00:00 +0000 UTC".into(),
+    match date_text(node.created_at.as_ref()) {
+        Some(date) => go_time(&date),
+        None => "0001-01-01 00:00:00 +0000 UTC".into(),
     }
 }
 

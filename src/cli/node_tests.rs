@@ -198,18 +198,6 @@ fn json_rows_use_docker_keys() {
 }
 
 #[test]
-fn inspect_json_is_indented_by_four_spaces() {
-    let minimal = Node {
-        id: Some("x".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        indented_json(&vec![minimal]).unwrap(),
-        "[\n    {\n        \"ID\": \"x\"\n    }\n]"
-    );
-}
-
-#[test]
 fn pretty_prints_a_manager_like_docker() {
     let mut manager = node(
         LEADER,

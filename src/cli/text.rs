@@ -1,6 +1,16 @@
 //! The small ways docker's CLI turns API values into text, shared by the commands.
 
 use std::cmp::Ordering;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// How many characters of an object ID docker shows when it shortens one.
+const SHORT_ID: usize = 12;
+
+/// Seconds from Go's zero time (0001-01-01) to the Unix epoch: how long ago docker says a
+/// missing timestamp was.
+const GO_ZERO_TIME_SECS: u64 = 62_135_596_800;
 
 /// Docker's `formatter.PrettyPrint` for an enum value: first letter upper-cased
 /// (`ready` -> `Ready`, `reachable` -> `Reachable`, `` -> ``).
@@ -17,6 +27,73 @@ pub fn pretty_enum<T: std::fmt::Display>(value: Option<T>) -> String {
     value
         .map(|v| capitalize(&v.to_string()))
         .unwrap_or_default()
+}
+
+/// An object ID as docker shortens it for display (`stringid.TruncateID`): its first 12
+/// characters.
+pub fn short_id(id: &str) -> &str {
+    id.char_indices()
+        .nth(SHORT_ID)
+        .map_or(id, |(end, _)| &id[..end])
+}
+
+/// `text` cut to `width` characters as docker's `formatter.Ellipsis` cuts it: the last one
+/// kept becomes `…`.
+pub fn ellipsis(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    kept + "…"
+}
+
+/// A span as go-units' `HumanDuration` words it, which docker follows with " ago":
+/// `Less than a second`, `5 seconds`, `About a minute`, `2 hours`, `3 weeks`...
+pub fn human_duration(duration: Duration) -> String {
+    // Go truncates seconds and minutes but rounds hours.
+    let seconds = duration.as_secs();
+    let minutes = seconds / 60;
+    let hours = (duration.as_secs_f64() / 3600.0).round();
+    // Display only: a span of hours is far below f64's exact-integer range.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let hours = hours as u64;
+    match () {
+        () if seconds < 1 => "Less than a second".to_string(),
+        () if seconds == 1 => "1 second".to_string(),
+        () if seconds < 60 => format!("{seconds} seconds"),
+        () if minutes == 1 => "About a minute".to_string(),
+        () if minutes < 60 => format!("{minutes} minutes"),
+        () if hours == 1 => "About an hour".to_string(),
+        () if hours < 48 => format!("{hours} hours"),
+        () if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        () if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        () if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        () => format!("{} years", seconds / 3600 / 24 / 365),
+    }
+}
+
+/// An API timestamp as its RFC 3339 text; through serde, because bollard's date type
+/// depends on its cargo features.
+pub fn date_text<T: Serialize>(date: Option<&T>) -> Option<String> {
+    match serde_json::to_value(date) {
+        Ok(serde_json::Value::String(text)) => Some(text),
+        _ => None,
+    }
+}
+
+/// How long before `now` the API timestamp `date` was; a missing or unreadable one counts
+/// as Go's zero time, as docker reads it, and one in the future as no time at all.
+pub fn elapsed<T: Serialize>(date: Option<&T>, now: SystemTime) -> Duration {
+    let at = date_text(date).and_then(|text| humantime::parse_rfc3339_weak(&text).ok());
+    match at {
+        Some(at) => now.duration_since(at).unwrap_or_default(),
+        None => {
+            let since_epoch = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            since_epoch + Duration::from_secs(GO_ZERO_TIME_SECS)
+        }
+    }
 }
 
 /// A byte count as go-units' `BytesSize` prints it: binary units, four significant digits
@@ -169,6 +246,61 @@ mod tests {
             "2017-05-03 18:27:35 +0200 +0200"
         );
         assert_eq!(go_time("yesterday"), "yesterday");
+    }
+
+    #[test]
+    fn short_id_keeps_twelve_characters() {
+        assert_eq!(short_id("7i3pk3g4p8e756gxsuz5mweal"), "7i3pk3g4p8e7");
+        assert_eq!(short_id("abc"), "abc");
+    }
+
+    #[test]
+    fn ellipsis_ends_cut_text_in_an_ellipsis() {
+        assert_eq!(ellipsis("short", 30), "short");
+        assert_eq!(ellipsis("exactly-five", 12), "exactly-five");
+        assert_eq!(
+            ellipsis("exec: \"x\": executable file not found", 10),
+            "exec: \"x\"…"
+        );
+        assert_eq!(ellipsis("ééééé", 3), "éé…");
+    }
+
+    #[test]
+    fn human_duration_words_spans_like_go_units() {
+        let secs = Duration::from_secs;
+        let cases = [
+            (Duration::from_millis(400), "Less than a second"),
+            (secs(1), "1 second"),
+            (secs(5), "5 seconds"),
+            (secs(59), "59 seconds"),
+            (secs(60), "About a minute"),
+            (secs(119), "About a minute"),
+            (secs(120), "2 minutes"),
+            (secs(59 * 60 + 59), "59 minutes"),
+            (secs(3600), "About an hour"),
+            (secs(5400), "2 hours"),
+            (secs(47 * 3600), "47 hours"),
+            (secs(48 * 3600), "2 days"),
+            (secs(14 * 24 * 3600), "2 weeks"),
+            (secs(60 * 24 * 3600), "2 months"),
+            (secs(730 * 24 * 3600), "2 years"),
+        ];
+        for (span, words) in cases {
+            assert_eq!(human_duration(span), words, "{span:?}");
+        }
+    }
+
+    #[test]
+    fn elapsed_reads_api_timestamps() {
+        let now = humantime::parse_rfc3339("2026-11-25T02:03:20.5Z").unwrap();
+        let date = Some("2026-11-25T02:03:17.954785349Z".to_string());
+        let span = elapsed(date.as_ref(), now);
+        assert_eq!(span.as_secs(), 2);
+        let future = Some("2026-11-25T02:04:00Z".to_string());
+        assert_eq!(elapsed(future.as_ref(), now), Duration::ZERO);
+        // Go's zero time: docker says such a task changed state two thousand years ago.
+        assert_eq!(human_duration(elapsed(None::<&String>, now)), "2027 years");
+        assert_eq!(date_text(Some(&"x".to_string())), Some("x".into()));
     }
 
     #[test]
