@@ -42,6 +42,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
+    /// The message docker shows for this error.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// 503 with docker's message for a node that is in no swarm.
     pub fn not_a_manager() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, NOT_A_MANAGER)

@@ -62,12 +62,7 @@ pub async fn task(
     let manager = super::manager(&daemon).await?;
     let tasks = {
         let applied = manager.store.read();
-        let task = applied
-            .state
-            .tasks
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
+        let task = super::tasks::find(&applied.state, &id)?.clone();
         reachable(&applied.state, vec![task])
     };
     stream(manager, tasks, query)

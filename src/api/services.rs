@@ -91,8 +91,12 @@ fn checked(mut spec: ServiceSpec) -> ApiResult<ServiceSpec> {
             "rpc error: code = Unimplemented desc = job modes are not supported by shoal",
         ));
     }
-    if mode.global.is_none() && mode.replicated.is_none() {
-        mode.replicated = Some(ServiceSpecModeReplicated { replicas: Some(1) });
+    if mode.global.is_none() {
+        // `Replicated: {}` (the docker CLI without --replicas) means one replica, as in moby.
+        let replicated = mode
+            .replicated
+            .get_or_insert_with(ServiceSpecModeReplicated::default);
+        replicated.replicas.get_or_insert(1);
     }
     if mode
         .replicated
@@ -333,4 +337,72 @@ pub async fn remove(State(daemon): State<Arc<Daemon>>, Path(name): Path<String>)
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{TaskSpec, TaskSpecContainerSpec};
+
+    fn spec(mode: Option<ServiceSpecMode>) -> ServiceSpec {
+        let container = TaskSpecContainerSpec {
+            image: Some("sleep".into()),
+            ..Default::default()
+        };
+        ServiceSpec {
+            name: Some("web".into()),
+            mode,
+            task_template: Some(TaskSpec {
+                container_spec: Some(container),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn replicas(spec: &ServiceSpec) -> Option<i64> {
+        spec.mode.as_ref()?.replicated.as_ref()?.replicas
+    }
+
+    #[test]
+    fn a_service_without_a_replica_count_has_one() {
+        assert_eq!(replicas(&checked(spec(None)).unwrap()), Some(1));
+        let empty = ServiceSpecMode {
+            replicated: Some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(replicas(&checked(spec(Some(empty))).unwrap()), Some(1));
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_docker_wording() {
+        let mut no_image = spec(None);
+        no_image.task_template = None;
+        assert!(
+            checked(no_image)
+                .unwrap_err()
+                .message()
+                .contains("image reference must be provided")
+        );
+        let mut bad_name = spec(None);
+        bad_name.name = Some("-web".into());
+        assert!(
+            checked(bad_name)
+                .unwrap_err()
+                .message()
+                .contains("valid as a DNS name")
+        );
+        let mut bad_constraint = spec(None);
+        bad_constraint.task_template.as_mut().unwrap().placement =
+            Some(bollard::models::TaskSpecPlacement {
+                constraints: Some(vec!["node.foo==x".into()]),
+                ..Default::default()
+            });
+        assert!(
+            checked(bad_constraint)
+                .unwrap_err()
+                .message()
+                .contains("invalid constraint")
+        );
+    }
 }

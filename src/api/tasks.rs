@@ -86,6 +86,22 @@ fn task_name(state: &ClusterState, task: &Task) -> String {
     }
 }
 
+/// Finds a task by ID or unique ID prefix, as docker does.
+pub fn find<'a>(state: &'a ClusterState, id: &str) -> ApiResult<&'a Task> {
+    if let Some(task) = state.tasks.get(id) {
+        return Ok(task);
+    }
+    let mut found = state
+        .tasks
+        .values()
+        .filter(|t| !id.is_empty() && t.id.starts_with(id));
+    match (found.next(), found.next()) {
+        (Some(task), None) => Ok(task),
+        (None, _) => Err(ApiError::not_found(format!("task {id} not found"))),
+        (Some(_), Some(_)) => Err(ApiError::bad_request(format!("task {id} is ambiguous"))),
+    }
+}
+
 /// `GET /tasks/{id}`
 pub async fn inspect(
     State(daemon): State<Arc<Daemon>>,
@@ -94,14 +110,7 @@ pub async fn inspect(
     let manager = super::manager(&daemon).await?;
     let applied = manager.store.read();
     let state = &applied.state;
-    let task = state
-        .tasks
-        .get(&id)
-        .or_else(|| {
-            let mut found = state.tasks.values().filter(|t| t.id.starts_with(&id));
-            found.next().filter(|_| found.next().is_none())
-        })
-        .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
+    let task = find(state, &id)?;
     Ok(Json(to_model(state, task)))
 }
 
