@@ -665,6 +665,12 @@ pub async fn leave(node: &SwarmNode, force: bool) -> Result<(), SwarmError> {
         return Err(SwarmError::ManagerNeedsForce);
     }
     node.shutdown().await;
+    // A node out of the swarm runs none of its tasks (moby removes them too).
+    for task_id in node.executor.list().await.unwrap_or_default() {
+        if let Err(e) = node.executor.remove(&task_id).await {
+            tracing::warn!(task = %task_id, "cannot remove a task of the swarm this node left: {e}");
+        }
+    }
     // The marker goes first: from here on a crash leaves only leftovers that restore() removes.
     std::fs::remove_file(state_file(data_dir)).map_err(anyhow::Error::from)?;
     remove_dir(&swarm_dir(data_dir))?;

@@ -392,3 +392,41 @@ fn history_is_trimmed_to_the_retention_limit() {
         "the three oldest of eight go, five stay"
     );
 }
+
+#[test]
+fn an_update_completes_once_its_new_tasks_ran_a_monitor_period() {
+    let new_task = |ran_for| {
+        let mut t = task("new", 1, "n1", TaskState::RUNNING, ran_for);
+        t.generation = 2;
+        t
+    };
+    let completed = |changes: &[Change]| {
+        changes.iter().any(|c| {
+            matches!(c, Change::Put { object: Object::Service(s), .. }
+                if s.update_status.as_ref().and_then(|u| u.state) == Some(ServiceUpdateStatusStateEnum::COMPLETED))
+        })
+    };
+    let mut svc = updating(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST);
+    svc.spec.mode = Some(ServiceSpecMode {
+        replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+        ..Default::default()
+    });
+    let early = reconcile(
+        &state(
+            vec![ready("n1")],
+            svc.clone(),
+            vec![new_task(Duration::from_secs(2))],
+        ),
+        now(),
+    );
+    assert!(!completed(&early), "the default monitor is 5 s");
+    let late = reconcile(
+        &state(
+            vec![ready("n1")],
+            svc,
+            vec![new_task(Duration::from_secs(6))],
+        ),
+        now(),
+    );
+    assert!(completed(&late));
+}

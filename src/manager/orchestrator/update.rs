@@ -141,7 +141,14 @@ pub fn track(plan: &Plan, changes: &mut Vec<Change>) {
         .iter()
         .any(|t| t.generation < plan.service.generation && plan.is_alive(t));
     let settling = plan.tasks.iter().any(|t| is_in_flight(plan, t));
-    if !outdated && !settling {
+    // As swarmkit: the update is done once every new task has run for a whole monitor period,
+    // so a task failing late in the last batch still triggers the failure action.
+    let monitored = plan
+        .tasks
+        .iter()
+        .filter(|t| t.generation == plan.service.generation && plan.is_alive(t))
+        .all(|t| running_for(plan, t) >= monitor);
+    if !outdated && !settling && monitored {
         let (done, message) = match current {
             UpdateState::ROLLBACK_STARTED => {
                 (UpdateState::ROLLBACK_COMPLETED, "rollback completed")
@@ -149,6 +156,19 @@ pub fn track(plan: &Plan, changes: &mut Vec<Change>) {
             _ => (UpdateState::COMPLETED, "update completed"),
         };
         changes.extend(set_status(plan, done, message));
+    }
+}
+
+/// How long `task` has been running (zero if it is not running).
+fn running_for(plan: &Plan, task: &Task) -> Duration {
+    let since = task
+        .status
+        .timestamp
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339(t).ok());
+    match (task.state(), since) {
+        (TaskState::RUNNING, Some(since)) => plan.now.duration_since(since).unwrap_or_default(),
+        _ => Duration::ZERO,
     }
 }
 
