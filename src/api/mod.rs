@@ -6,6 +6,7 @@
 mod body;
 mod error;
 mod logs;
+mod lookup;
 mod nodes;
 mod services;
 mod swarm;

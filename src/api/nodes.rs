@@ -54,31 +54,9 @@ pub async fn inspect(
 
 /// Finds a node as docker does: exact ID, then hostname, then ID prefix; ambiguity is an error.
 pub fn find<'a>(state: &'a ClusterState, name: &str) -> ApiResult<&'a Node> {
-    if let Some(node) = state.nodes.get(name) {
-        return Ok(node);
-    }
-    let by_hostname: Vec<&Node> = state
-        .nodes
-        .values()
-        .filter(|n| hostname(n) == name)
-        .collect();
-    let candidates = if by_hostname.is_empty() {
-        state
-            .nodes
-            .values()
-            .filter(|n| !name.is_empty() && n.id.starts_with(name))
-            .collect()
-    } else {
-        by_hostname
-    };
-    match candidates.as_slice() {
-        [node] => Ok(node),
-        [] => Err(ApiError::not_found(format!("node {name} not found"))),
-        many => Err(ApiError::bad_request(format!(
-            "node {name} is ambiguous ({} matches found)",
-            many.len()
-        ))),
-    }
+    super::lookup::find(&state.nodes, name, "node", |n| {
+        n.description.hostname.as_deref()
+    })
 }
 
 fn hostname(node: &Node) -> &str {

@@ -174,29 +174,7 @@ fn matches(service: &Service, filters: &Filters) -> bool {
 
 /// Finds a service by ID, name, or unique ID prefix.
 pub fn find<'a>(state: &'a ClusterState, name: &str) -> ApiResult<&'a Service> {
-    if let Some(service) = state.services.get(name) {
-        return Ok(service);
-    }
-    if let Some(service) = state
-        .services
-        .values()
-        .find(|s| s.spec.name.as_deref() == Some(name))
-    {
-        return Ok(service);
-    }
-    let prefixed: Vec<&Service> = state
-        .services
-        .values()
-        .filter(|s| !name.is_empty() && s.id.starts_with(name))
-        .collect();
-    match prefixed.as_slice() {
-        [service] => Ok(service),
-        [] => Err(ApiError::not_found(format!("service {name} not found"))),
-        many => Err(ApiError::bad_request(format!(
-            "service {name} is ambiguous ({} matches found)",
-            many.len()
-        ))),
-    }
+    super::lookup::find(&state.services, name, "service", |s| s.spec.name.as_deref())
 }
 
 /// `GET /services/{id}`

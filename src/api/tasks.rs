@@ -8,7 +8,7 @@ use bollard::models::{ObjectVersion, TaskState};
 use serde::Deserialize;
 
 use super::body::Filters;
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use crate::daemon::Daemon;
 use crate::store::{ClusterState, Task};
 
@@ -88,18 +88,7 @@ fn task_name(state: &ClusterState, task: &Task) -> String {
 
 /// Finds a task by ID or unique ID prefix, as docker does.
 pub fn find<'a>(state: &'a ClusterState, id: &str) -> ApiResult<&'a Task> {
-    if let Some(task) = state.tasks.get(id) {
-        return Ok(task);
-    }
-    let mut found = state
-        .tasks
-        .values()
-        .filter(|t| !id.is_empty() && t.id.starts_with(id));
-    match (found.next(), found.next()) {
-        (Some(task), None) => Ok(task),
-        (None, _) => Err(ApiError::not_found(format!("task {id} not found"))),
-        (Some(_), Some(_)) => Err(ApiError::bad_request(format!("task {id} is ambiguous"))),
-    }
+    super::lookup::find(&state.tasks, id, "task", |_| None)
 }
 
 /// `GET /tasks/{id}`

@@ -95,8 +95,17 @@ impl Manager {
             .spawn(service::serve(manager.clone(), config.listener, stopping));
         manager.background.spawn(health::run(manager.clone()));
         manager.background.spawn(roles::run(manager.clone()));
-        manager.background.spawn(orchestrator::run(manager.clone()));
-        manager.background.spawn(placement::run(manager.clone()));
+        let (orchestrate, place) = (orchestrator::reconcile, placement::place);
+        manager.background.spawn(manager.clone().reconcile_loop(
+            "orchestrator",
+            orchestrator::TICK,
+            orchestrate,
+        ));
+        manager.background.spawn(manager.clone().reconcile_loop(
+            "placement",
+            placement::TICK,
+            place,
+        ));
         Ok(manager)
     }
 
@@ -185,6 +194,37 @@ impl Manager {
                 return Err(StoreError::NotLeader);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs one reconcile loop until aborted: on the leader, after every change to the store and
+    /// at least every `tick` (for decisions that wait on the clock), proposes what `decide`
+    /// makes of the state. A proposal that conflicts is simply decided again next round.
+    pub async fn reconcile_loop(
+        self: Arc<Self>,
+        name: &'static str,
+        tick: Duration,
+        decide: fn(&crate::store::ClusterState, std::time::SystemTime) -> Vec<crate::store::Change>,
+    ) {
+        let mut changes = self.store.changes();
+        loop {
+            let _ = tokio::time::timeout(tick, changes.changed()).await;
+            if !self.is_leader() {
+                continue;
+            }
+            let proposal = {
+                let applied = self.store.read();
+                Proposal {
+                    changes: decide(&applied.state, std::time::SystemTime::now()),
+                }
+            };
+            if !proposal.changes.is_empty() {
+                if let Err(e) = self.propose(proposal).await {
+                    tracing::debug!(
+                        "{name}: changes not applied (the next round decides again): {e}"
+                    );
+                }
+            }
         }
     }
 

@@ -3,7 +3,6 @@
 //! This file converts store objects into the scheduler's inputs and its answers into changes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bollard::models::{
@@ -11,38 +10,15 @@ use bollard::models::{
     NodeSpecRoleEnum, NodeState, ServiceSpec, TaskState, TaskStatus,
 };
 
-use super::Manager;
 use super::scheduler::{
     Availability, Constraint, ExistingTask, HostPort, NodeInfo, Platform, Protocol, Resources,
     Role, Scheduler, TaskGroup,
 };
 use crate::store::objects::timestamp;
-use crate::store::{Change, ClusterState, Node, Proposal, Service, Task};
+use crate::store::{Change, ClusterState, Node, Service, Task};
 
 /// How often the loop looks again without a change (a node may have come up).
-const TICK: Duration = Duration::from_millis(500);
-
-/// Runs until aborted: on the leader, allocates and schedules after every change.
-pub async fn run(manager: Arc<Manager>) {
-    let mut changes = manager.store.changes();
-    loop {
-        let _ = tokio::time::timeout(TICK, changes.changed()).await;
-        if !manager.is_leader() {
-            continue;
-        }
-        let proposal = {
-            let applied = manager.store.read();
-            Proposal {
-                changes: place(&applied.state, SystemTime::now()),
-            }
-        };
-        if !proposal.changes.is_empty() {
-            if let Err(e) = manager.propose(proposal).await {
-                tracing::debug!("placements not applied (next round retries): {e}");
-            }
-        }
-    }
-}
+pub const TICK: Duration = Duration::from_millis(500);
 
 /// Allocates new tasks and schedules every pending one it can.
 pub fn place(state: &ClusterState, now: SystemTime) -> Vec<Change> {

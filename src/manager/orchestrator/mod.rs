@@ -11,40 +11,16 @@ mod replicated;
 mod restart;
 mod update;
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bollard::models::{NodeSpecAvailabilityEnum, NodeState, TaskState, TaskStatus};
 
-use super::Manager;
 use crate::pki;
 use crate::store::objects::{Meta, timestamp};
-use crate::store::{Change, ClusterState, Node, Object, Precondition, Proposal, Service, Task};
+use crate::store::{Change, ClusterState, Node, Object, Precondition, Service, Task};
 
 /// How often the orchestrator looks again even without a change (restart delays, update delays).
-const TICK: Duration = Duration::from_millis(250);
-
-/// Runs until aborted: on the leader, reconciles after every change and every tick.
-pub async fn run(manager: Arc<Manager>) {
-    let mut changes = manager.store.changes();
-    loop {
-        let _ = tokio::time::timeout(TICK, changes.changed()).await;
-        if !manager.is_leader() {
-            continue;
-        }
-        let proposal = {
-            let applied = manager.store.read();
-            Proposal {
-                changes: reconcile(&applied.state, SystemTime::now()),
-            }
-        };
-        if !proposal.changes.is_empty() {
-            if let Err(e) = manager.propose(proposal).await {
-                tracing::debug!("orchestrator changes not applied (next round retries): {e}");
-            }
-        }
-    }
-}
+pub const TICK: Duration = Duration::from_millis(250);
 
 /// Everything the orchestrator would change in `state` at `now`.
 pub fn reconcile(state: &ClusterState, now: SystemTime) -> Vec<Change> {
