@@ -33,53 +33,16 @@ SETTLE_TIMEOUT=60    # seconds for a lab host to come back, tasks to go, a sprea
 # (3 x 5 s) to call it: a kill sooner after swarm init would measure that.
 LEADER_SETTLE=16
 RUNS=3
-
-usage() { echo "usage: $0 [--runs N]" >&2; exit 2; }
-die() { echo "bench-services: $*" >&2; exit 1; }
-lab() { netlab/lab.sh "$@"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-parse_args() {
-  while (($#)); do
-    case $1 in
-      --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage; RUNS=$2; shift 2 ;;
-      *) usage ;;
-    esac
-  done
-}
+MEASURE=bench-services
+# shellcheck source=scripts/measure-lib.sh
+source scripts/measure-lib.sh
 
 # --- the lab --------------------------------------------------------------
 
-declare -A SOCK=()      # host index -> its daemon's socket, looked up once
-declare -A NODE_ID=()   # host index -> its swarm node ID
 SWARM_SINCE=0           # $SECONDS at swarm init
-
-# The docker CLI talks to the lab only, with a throwaway config.
-unset DOCKER_HOST DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
-DOCKER_CONFIG=''
-export DOCKER_CLI_HINTS=false
-
-dk() { timeout 60 docker -H "unix://${SOCK[$1]}" "${@:2}"; }
 
 # get PATH: GET on the manager's API; the body on 2xx, failure otherwise.
 get() { curl -sf --max-time 5 --unix-socket "${SOCK[1]}" "$API$1"; }
-
-finish() {
-  local rc=$?
-  trap - EXIT INT TERM HUP
-  # A failure (not an interrupt) shows what the daemons said.
-  if ((rc != 0 && rc < 128)); then
-    local log
-    for log in "$LAB_DIR/$LAB"/h*/daemon.log; do
-      [[ -s $log ]] || continue
-      echo "--- last lines of $log" >&2
-      tail -n 15 "$log" | sed 's/^/    | /' >&2
-    done
-  fi
-  lab down >/dev/null 2>&1 || echo "bench-services: lab down failed; run LAB=$LAB netlab/lab.sh down" >&2
-  [[ -z $DOCKER_CONFIG ]] || rm -rf -- "$DOCKER_CONFIG"
-  exit "$rc"
-}
 
 # A swarm of 4: h1 inits, h2-h4 join as workers.
 make_swarm() {
@@ -99,16 +62,6 @@ make_swarm() {
     NODE_ID[$i]=$(dk 1 node inspect "h$i" --format '{{.ID}}')
   done
   wait_for "every node Ready" "$SETTLE_TIMEOUT" all_ready
-}
-
-# wait_for WHAT SECONDS CMD...: poll CMD until it succeeds; die after SECONDS.
-wait_for() {
-  local what=$1 limit=$2 deadline=$((SECONDS + $2))
-  shift 2
-  until "$@"; do
-    ((SECONDS < deadline)) || die "timed out after ${limit}s waiting for: $what"
-    sleep 0.1
-  done
 }
 
 all_ready() {
@@ -234,26 +187,6 @@ measure_death() {
 }
 
 # --- summary --------------------------------------------------------------
-
-# stats MS...: "median X ms, min Y ms, max Z ms" (median of an even count:
-# the mean of the middle two, rounded down).
-stats() {
-  local sorted n
-  mapfile -t sorted < <(printf '%s\n' "$@" | sort -n)
-  n=${#sorted[@]}
-  local median=${sorted[n / 2]}
-  ((n % 2)) || median=$(((sorted[n / 2 - 1] + sorted[n / 2]) / 2))
-  echo "median $median ms, min ${sorted[0]} ms, max ${sorted[n - 1]} ms"
-}
-
-# One line: kernel, CPU, the daemon binary (resolved as netlab/lab.sh does)
-# and the commit checked out here.
-context() {
-  local cpu bin=${SHOAL_BIN:-${CARGO_TARGET_DIR:-target}/release/shoal}
-  cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-  echo "context: $(uname -sr), ${cpu:-unknown CPU} x $(nproc)," \
-    "daemon $(realpath "$bin" 2>/dev/null || echo "$bin"), repo at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-}
 
 # run_measure NAME FUNCTION: RUNS runs of FUNCTION, each line printed; the
 # figures end up in FIGURES.

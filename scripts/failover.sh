@@ -19,52 +19,14 @@ HEALTHY_TIMEOUT=60   # seconds for the 3 managers to agree on a leader, all Reac
 WRITE_TIMEOUT=30     # seconds after the kill to get a write acknowledged
 CURL_TIMEOUT=12      # per request: above the daemon's own 10 s wait for a leader
 RUNS=10
-
-usage() { echo "usage: $0 [--runs N]" >&2; exit 2; }
-die() { echo "failover: $*" >&2; exit 1; }
-lab() { netlab/lab.sh "$@"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-parse_args() {
-  while (($#)); do
-    case $1 in
-      --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage; RUNS=$2; shift 2 ;;
-      *) usage ;;
-    esac
-  done
-}
+MEASURE=failover
+# shellcheck source=scripts/measure-lib.sh
+source scripts/measure-lib.sh
 
 # --- the lab --------------------------------------------------------------
 
-declare -A SOCK=()      # host index -> its daemon's socket, looked up once
-declare -A NODE_ID=()   # host index -> its swarm node ID
-
-# The docker CLI talks to the lab only, with a throwaway config.
-unset DOCKER_HOST DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
-DOCKER_CONFIG=''
-export DOCKER_CLI_HINTS=false
-
-dk() { timeout 60 docker -H "unix://${SOCK[$1]}" "${@:2}"; }
-
 # get I PATH: GET on host I's API; the body on 2xx, failure otherwise.
 get() { curl -sf --max-time 5 --unix-socket "${SOCK[$1]}" "$API$2"; }
-
-finish() {
-  local rc=$?
-  trap - EXIT INT TERM HUP
-  # A failure (not an interrupt) shows what the daemons said.
-  if ((rc != 0 && rc < 128)); then
-    local log
-    for log in "$LAB_DIR/$LAB"/h*/daemon.log; do
-      [[ -s $log ]] || continue
-      echo "--- last lines of $log" >&2
-      tail -n 15 "$log" | sed 's/^/    | /' >&2
-    done
-  fi
-  lab down >/dev/null 2>&1 || echo "failover: lab down failed; run LAB=$LAB netlab/lab.sh down" >&2
-  [[ -z $DOCKER_CONFIG ]] || rm -rf -- "$DOCKER_CONFIG"
-  exit "$rc"
-}
 
 # A swarm of 3 managers: h1 inits, h2 and h3 join with the manager token.
 make_swarm() {
@@ -97,16 +59,6 @@ leader_view() {
 manager_status_is() {
   get "$1" /nodes | jq -e --arg h "$2" --arg r "$3" \
     'any(.[]; .Description.Hostname == $h and .ManagerStatus.Reachability == $r)' >/dev/null
-}
-
-# wait_for WHAT SECONDS CMD...: poll CMD until it succeeds; die after SECONDS.
-wait_for() {
-  local what=$1 limit=$2 deadline=$((SECONDS + $2))
-  shift 2
-  until "$@"; do
-    ((SECONDS < deadline)) || die "timed out after ${limit}s waiting for: $what"
-    sleep 0.1
-  done
 }
 
 # healthy_leader: every daemon answers and every manager reports the same
@@ -194,26 +146,6 @@ measure() {
 }
 
 # --- summary --------------------------------------------------------------
-
-# stats MS...: "median X ms, min Y ms, max Z ms" (median of an even count:
-# the mean of the middle two, rounded down).
-stats() {
-  local sorted n
-  mapfile -t sorted < <(printf '%s\n' "$@" | sort -n)
-  n=${#sorted[@]}
-  local median=${sorted[n / 2]}
-  ((n % 2)) || median=$(((sorted[n / 2 - 1] + sorted[n / 2]) / 2))
-  echo "median $median ms, min ${sorted[0]} ms, max ${sorted[n - 1]} ms"
-}
-
-# One line: kernel, CPU, the daemon binary (resolved as netlab/lab.sh does)
-# and the commit checked out here.
-context() {
-  local cpu bin=${SHOAL_BIN:-${CARGO_TARGET_DIR:-target}/release/shoal}
-  cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-  echo "context: $(uname -sr), ${cpu:-unknown CPU} x $(nproc)," \
-    "daemon $(realpath "$bin" 2>/dev/null || echo "$bin"), repo at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
-}
 
 main() {
   parse_args "$@"

@@ -1,0 +1,77 @@
+# shellcheck shell=bash
+# Variables set here are used by the scripts that source this file.
+# shellcheck disable=SC2034
+# A library for the lab measurement scripts (sourced, not run): argument parsing, a docker
+# CLI that talks to the lab only, the exit trap that tears the lab down, waits and summaries.
+# The script sets MEASURE (its name, for messages) and RUNS (the default run count) first.
+
+usage() { echo "usage: $0 [--runs N]" >&2; exit 2; }
+die() { echo "$MEASURE: $*" >&2; exit 1; }
+lab() { netlab/lab.sh "$@"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+parse_args() {
+  while (($#)); do
+    case $1 in
+      --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage; RUNS=$2; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+}
+
+declare -A SOCK=()      # host index -> its daemon's socket, looked up once
+declare -A NODE_ID=()   # host index -> its swarm node ID
+
+# The docker CLI talks to the lab only, with a throwaway config (made by the script's main).
+unset DOCKER_HOST DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
+DOCKER_CONFIG=''
+export DOCKER_CLI_HINTS=false
+
+dk() { timeout 60 docker -H "unix://${SOCK[$1]}" "${@:2}"; }
+
+finish() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  # A failure (not an interrupt) shows what the daemons said.
+  if ((rc != 0 && rc < 128)); then
+    local log
+    for log in "$LAB_DIR/$LAB"/h*/daemon.log; do
+      [[ -s $log ]] || continue
+      echo "--- last lines of $log" >&2
+      tail -n 15 "$log" | sed 's/^/    | /' >&2
+    done
+  fi
+  lab down >/dev/null 2>&1 || echo "$MEASURE: lab down failed; run LAB=$LAB netlab/lab.sh down" >&2
+  [[ -z $DOCKER_CONFIG ]] || rm -rf -- "$DOCKER_CONFIG"
+  exit "$rc"
+}
+
+# wait_for WHAT SECONDS CMD...: poll CMD until it succeeds; die after SECONDS.
+wait_for() {
+  local what=$1 limit=$2 deadline=$((SECONDS + $2))
+  shift 2
+  until "$@"; do
+    ((SECONDS < deadline)) || die "timed out after ${limit}s waiting for: $what"
+    sleep 0.1
+  done
+}
+
+# stats MS...: "median X ms, min Y ms, max Z ms" (median of an even count:
+# the mean of the middle two, rounded down).
+stats() {
+  local sorted n
+  mapfile -t sorted < <(printf '%s\n' "$@" | sort -n)
+  n=${#sorted[@]}
+  local median=${sorted[n / 2]}
+  ((n % 2)) || median=$(((sorted[n / 2 - 1] + sorted[n / 2]) / 2))
+  echo "median $median ms, min ${sorted[0]} ms, max ${sorted[n - 1]} ms"
+}
+
+# One line: kernel, CPU, the daemon binary (resolved as netlab/lab.sh does)
+# and the commit checked out here.
+context() {
+  local cpu bin=${SHOAL_BIN:-${CARGO_TARGET_DIR:-target}/release/shoal}
+  cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+  echo "context: $(uname -sr), ${cpu:-unknown CPU} x $(nproc)," \
+    "daemon $(realpath "$bin" 2>/dev/null || echo "$bin"), repo at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+}
