@@ -13,7 +13,7 @@ use bollard::models::{
 use super::{API_VERSION, MIN_API_VERSION};
 use crate::daemon::Daemon;
 use crate::daemon::host;
-use crate::daemon::swarm::SwarmNode;
+use crate::daemon::node::SwarmNode;
 use crate::manager::Manager;
 
 /// `GET|HEAD /_ping`: the headers tell the client which API version to speak.

@@ -2,6 +2,7 @@
 //! node is in a swarm, runs its part of the cluster.
 
 pub mod host;
+pub mod node;
 pub mod settings;
 pub mod swarm;
 
@@ -14,7 +15,8 @@ use tokio::sync::RwLock;
 
 use crate::exec::{Executor, ProcessExecutor};
 use crate::manager::Manager;
-use swarm::{Host, SwarmError, SwarmNode};
+use node::{Host, SwarmNode};
+use swarm::SwarmError;
 
 /// How tasks are run on this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
