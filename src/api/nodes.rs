@@ -13,7 +13,7 @@ use super::body::{Filters, JsonBody, VersionQuery, flag};
 use super::error::{ApiError, ApiResult};
 use crate::daemon::Daemon;
 use crate::manager::Manager;
-use crate::store::{Change, ClusterState, Kind, Node, Object, ObjectKey, Proposal};
+use crate::store::{ClusterState, Kind, Node, Object, ObjectKey, Proposal};
 
 /// The `filters` query parameter.
 #[derive(Deserialize)]
@@ -193,11 +193,7 @@ pub async fn remove(
         kind: Kind::Node,
         id,
     };
-    manager
-        .propose(Proposal {
-            changes: vec![Change::Delete { key }],
-        })
-        .await?;
+    manager.propose(Proposal::delete(key)).await?;
     Ok(())
 }
 

@@ -17,7 +17,7 @@ use crate::daemon::Daemon;
 use crate::manager::scheduler::validate_placement;
 use crate::pki;
 use crate::store::objects::timestamp_now;
-use crate::store::{Change, ClusterState, Kind, Meta, Object, ObjectKey, Proposal, Service};
+use crate::store::{ClusterState, Kind, Meta, Object, ObjectKey, Proposal, Service};
 
 /// A service as the API shows it: bollard's model lacks `PreviousSpec`.
 #[derive(Serialize)]
@@ -309,11 +309,7 @@ pub async fn remove(State(daemon): State<Arc<Daemon>>, Path(name): Path<String>)
         kind: Kind::Service,
         id,
     };
-    manager
-        .propose(Proposal {
-            changes: vec![Change::Delete { key }],
-        })
-        .await?;
+    manager.propose(Proposal::delete(key)).await?;
     Ok(())
 }
 

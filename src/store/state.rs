@@ -107,6 +107,13 @@ impl Proposal {
         }
     }
 
+    /// Removes the object at `key`, if it exists.
+    pub fn delete(key: ObjectKey) -> Self {
+        Proposal {
+            changes: vec![Change::Delete { key }],
+        }
+    }
+
     /// Replaces `object`, which must still be at `version` (the version the writer read).
     pub fn update(object: Object, version: u64) -> Self {
         Proposal {
@@ -418,9 +425,7 @@ mod tests {
             kind: Kind::Node,
             id: "a".into(),
         };
-        let delete = Proposal {
-            changes: vec![Change::Delete { key }],
-        };
+        let delete = Proposal::delete(key);
         state.apply(&delete, 2).unwrap();
         state.apply(&delete, 3).unwrap();
         assert!(state.nodes.is_empty());
