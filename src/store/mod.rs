@@ -23,7 +23,8 @@ use openraft::error::{ClientWriteError, RaftError};
 
 pub use machine::Applied;
 pub use objects::{
-    Cluster, Kind, ManagerRecord, Meta, Node, Object, ObjectKey, RootCaMaterial, Service, Task,
+    Cluster, Kind, ManagerRecord, Meta, Network, Node, Object, ObjectKey, RootCaMaterial, Service,
+    Task, TaskNetwork,
 };
 pub use raft::{RaftId, RaftPeer};
 pub use state::{Change, ClusterState, Conflict, Precondition, Proposal};

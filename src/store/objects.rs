@@ -3,10 +3,13 @@
 //! They embed bollard's API models where the API hands a user's spec straight back (a node's
 //! spec, the swarm spec), so the JSON docker sees is the JSON that was stored.
 
+use std::net::Ipv4Addr;
+
 use bollard::models::{
-    NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeStatus, ServiceSpec, ServiceUpdateStatus,
-    SwarmSpec, TaskSpec, TaskState, TaskStatus,
+    NetworkCreateRequest, NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeStatus, ServiceSpec,
+    ServiceUpdateStatus, SwarmSpec, TaskSpec, TaskState, TaskStatus,
 };
+use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
 /// Bookkeeping every stored object carries.
@@ -154,6 +157,53 @@ pub struct Task {
     pub desired_state: TaskState,
     /// Where the task is, as the manager and then the agent report it.
     pub status: TaskStatus,
+    /// Its addresses on the overlays it is attached to, given by the allocator.
+    #[serde(default)]
+    pub networks: Vec<TaskNetwork>,
+}
+
+/// A task's attachment to one overlay network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskNetwork {
+    /// The network.
+    pub network_id: String,
+    /// The task's address, with the network's prefix length (docker shows `10.0.1.5/24`).
+    pub address: Ipv4Network,
+    /// Other names the task answers to on this network (the service's network aliases).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// An overlay network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    /// Network ID (25 base-36 characters).
+    pub id: String,
+    /// Version and times.
+    pub meta: Meta,
+    /// What the user asked for, as docker's create request carries it (name, driver, options,
+    /// labels, IPAM configuration, attachable, ingress).
+    pub spec: NetworkCreateRequest,
+    /// The subnet: the user's, or one cut from the swarm's default address pool.
+    pub subnet: Ipv4Network,
+    /// The gateway address: the user's, or the subnet's first host address.
+    pub gateway: Ipv4Addr,
+    /// VXLAN network identifier, allocated from 4096 upwards.
+    pub vni: u32,
+    /// MTU inside the overlay (`com.docker.network.driver.mtu`, default underlay MTU - 50).
+    pub mtu: u16,
+}
+
+impl Network {
+    /// The network's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Whether this is the swarm's routing-mesh network.
+    pub fn is_ingress(&self) -> bool {
+        self.spec.ingress == Some(true)
+    }
 }
 
 impl Task {
@@ -192,6 +242,8 @@ pub enum Kind {
     Service,
     /// [`Task`]
     Task,
+    /// [`Network`]
+    Network,
 }
 
 /// A stored object's address: its kind and ID.
@@ -221,6 +273,8 @@ pub enum Object {
     Service(Service),
     /// A task.
     Task(Task),
+    /// An overlay network.
+    Network(Network),
 }
 
 impl Object {
@@ -243,6 +297,10 @@ impl Object {
                 kind: Kind::Task,
                 id: t.id.clone(),
             },
+            Object::Network(n) => ObjectKey {
+                kind: Kind::Network,
+                id: n.id.clone(),
+            },
         }
     }
 
@@ -253,6 +311,7 @@ impl Object {
             Object::Node(n) => &mut n.meta,
             Object::Service(s) => &mut s.meta,
             Object::Task(t) => &mut t.meta,
+            Object::Network(n) => &mut n.meta,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use bollard::models::{TaskState, TaskStatus};
 use serde::{Deserialize, Serialize};
 
-use super::objects::{Cluster, Kind, Node, Object, ObjectKey, Service, Task};
+use super::objects::{Cluster, Kind, Network, Node, Object, ObjectKey, Service, Task};
 
 /// One write in a proposal. (Puts are much larger than deletes; proposals are few, so the
 /// size difference costs nothing worth a box.)
@@ -160,6 +160,9 @@ pub struct ClusterState {
     pub services: BTreeMap<String, Service>,
     /// The tasks.
     pub tasks: BTreeMap<String, Task>,
+    /// The overlay networks.
+    #[serde(default)]
+    pub networks: BTreeMap<String, Network>,
 }
 
 impl ClusterState {
@@ -234,6 +237,7 @@ impl ClusterState {
             Kind::Node => self.nodes.get(&key.id).map(|n| n.meta.version),
             Kind::Service => self.services.get(&key.id).map(|s| s.meta.version),
             Kind::Task => self.tasks.get(&key.id).map(|t| t.meta.version),
+            Kind::Network => self.networks.get(&key.id).map(|n| n.meta.version),
         }
     }
 
@@ -244,6 +248,7 @@ impl ClusterState {
             Kind::Node => self.nodes.get(&key.id).cloned().map(Object::Node),
             Kind::Service => self.services.get(&key.id).cloned().map(Object::Service),
             Kind::Task => self.tasks.get(&key.id).cloned().map(Object::Task),
+            Kind::Network => self.networks.get(&key.id).cloned().map(Object::Network),
         }
     }
 
@@ -254,6 +259,7 @@ impl ClusterState {
             .chain(self.nodes.values().cloned().map(Object::Node))
             .chain(self.services.values().cloned().map(Object::Service))
             .chain(self.tasks.values().cloned().map(Object::Task))
+            .chain(self.networks.values().cloned().map(Object::Network))
     }
 
     /// Stores `object`, replacing any object with its key.
@@ -271,6 +277,9 @@ impl ClusterState {
             Object::Task(t) => {
                 self.tasks.insert(t.id.clone(), t);
             }
+            Object::Network(n) => {
+                self.networks.insert(n.id.clone(), n);
+            }
         }
     }
 
@@ -280,6 +289,7 @@ impl ClusterState {
             Kind::Node => self.nodes.remove(&key.id).map(drop),
             Kind::Service => self.services.remove(&key.id).map(drop),
             Kind::Task => self.tasks.remove(&key.id).map(drop),
+            Kind::Network => self.networks.remove(&key.id).map(drop),
         };
     }
 

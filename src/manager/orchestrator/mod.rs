@@ -115,6 +115,7 @@ impl Plan<'_> {
                 ),
                 ..Default::default()
             },
+            networks: Vec::new(),
         };
         Change::Put {
             object: Object::Task(task),

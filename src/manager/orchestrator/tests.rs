@@ -88,6 +88,7 @@ fn task(id: &str, slot: u64, node: &str, state: TaskState, ended_ago: Duration) 
             state: Some(state),
             ..Default::default()
         },
+        networks: Vec::new(),
     }
 }
 

@@ -1,0 +1,7 @@
+//! The route path and the packet path: what the control plane compiles for the data plane
+//! ([`routes`]), and the data plane itself (later: `plumb`, `overlay`, `stack`, `mesh`, `dns`).
+//!
+//! Nothing under `net` imports the control plane: the data plane works from [`routes::RouteTable`]
+//! snapshots, plain data that tests can build by hand.
+
+pub mod routes;
