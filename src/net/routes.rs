@@ -238,7 +238,10 @@ mod tests {
         }
     }
 
-    fn table(nodes: &[(&str, u8)], networks: &[(&str, u32, &[(u8, &str)])]) -> RouteTable {
+    /// A network by ID and VNI, with its endpoints as (last address byte, node).
+    type NetworkFixture<'a> = (&'a str, u32, &'a [(u8, &'a str)]);
+
+    fn table(nodes: &[(&str, u8)], networks: &[NetworkFixture]) -> RouteTable {
         RouteTable {
             nodes: nodes
                 .iter()
