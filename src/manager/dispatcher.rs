@@ -14,7 +14,9 @@ use bollard::models::TaskState;
 
 use super::Manager;
 use super::health::heartbeat_period;
-use crate::rpc::proto::{Assignment, Failure, SessionInfo, StatusReport};
+use super::routes::{route_table_for, task_networks};
+use crate::net::routes::RouteTable;
+use crate::rpc::proto::{Assignment, Failure, RouteUpdate, SessionInfo, StatusReport};
 use crate::store::{Change, ClusterState, Proposal};
 
 /// How long a poll waits for a change before answering anyway.
@@ -31,6 +33,8 @@ struct Session {
     last_heartbeat: Option<Instant>,
     open_polls: usize,
     lost_at: Option<Instant>,
+    /// The route table last sent to the node, and its tag.
+    routes_sent: Option<(u64, RouteTable)>,
 }
 
 impl Dispatcher {
@@ -87,6 +91,47 @@ impl Dispatcher {
             if tag != known || tokio::time::Instant::now() >= deadline {
                 poll.answered();
                 return (tag, assignments);
+            }
+            let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+        }
+    }
+
+    /// Answers when `node_id`'s route table differs from the one tagged `known`, or after a
+    /// while regardless, with the changes. A tag this dispatcher did not hand out (the node is
+    /// new, or the leader changed) gets the whole table.
+    pub async fn routes(&self, manager: &Manager, node_id: &str, known: u64) -> RouteUpdate {
+        let sent = self
+            .lock()
+            .get_mut(node_id)
+            .and_then(|s| s.routes_sent.take())
+            .filter(|(tag, _)| *tag == known);
+        let reset = sent.is_none();
+        let base = sent.map(|(_, table)| table).unwrap_or_default();
+        let mut changes = manager.store.changes();
+        let deadline = tokio::time::Instant::now() + POLL_WAIT;
+        loop {
+            let (table, data_path_port) = {
+                let applied = manager.store.read();
+                let port = applied.state.cluster().map_or(4789, |c| c.data_path_port);
+                (route_table_for(&applied.state, node_id), port)
+            };
+            let diff = base.diff(&table);
+            if reset || !diff.is_empty() || tokio::time::Instant::now() >= deadline {
+                let tag = if diff.is_empty() && !reset {
+                    known
+                } else {
+                    rand::random::<u64>().max(1)
+                };
+                self.lock()
+                    .entry(node_id.to_string())
+                    .or_default()
+                    .routes_sent = Some((tag, table));
+                return RouteUpdate {
+                    tag,
+                    reset,
+                    changes: diff,
+                    data_path_port,
+                };
             }
             let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
         }
@@ -182,6 +227,7 @@ pub fn assignments_of(state: &ClusterState, node_id: &str) -> (u64, Vec<Assignme
             Assignment {
                 task: t.clone(),
                 service_name,
+                networks: task_networks(state, t),
             }
         })
         .collect();

@@ -11,6 +11,7 @@ pub mod logs;
 pub mod orchestrator;
 pub mod placement;
 mod roles;
+pub mod routes;
 pub mod scheduler;
 mod service;
 pub mod transport;

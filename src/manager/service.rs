@@ -86,6 +86,13 @@ async fn answer(manager: &Manager, peer: &Peer, request: Request) -> Result<Resp
                 .await;
             Response::Assignments { tag, tasks }
         }
+        Request::Routes { known } => {
+            let node_id = require_member(manager, peer)?;
+            if !manager.is_leader() {
+                return Err(not_leader(manager));
+            }
+            Response::Routes(manager.dispatcher.routes(manager, &node_id, known).await)
+        }
         Request::TaskStatuses(reports) => {
             let node_id = require_member(manager, peer)?;
             manager

@@ -14,6 +14,7 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::net::routes::{NetworkInfo, RouteChange};
 use crate::store::raft::{RaftId, TypeConfig};
 use crate::store::{Conflict, Proposal, Task};
 
@@ -45,6 +46,12 @@ pub enum Request {
     /// The caller's tasks, answered once they differ from the set tagged `known` (a long poll).
     Assignments {
         /// The tag of the set the caller has; 0 at first.
+        known: u64,
+    },
+    /// The changes to the caller's route table since the table tagged `known`, once there are
+    /// some (a long poll); the whole table when the manager does not know that tag.
+    Routes {
+        /// The tag of the table the caller has; 0 at first.
         known: u64,
     },
     /// How the caller's tasks are doing.
@@ -111,6 +118,8 @@ pub enum Response {
         /// Every task the node must run or stop.
         tasks: Vec<Assignment>,
     },
+    /// Changes to the caller's route table.
+    Routes(RouteUpdate),
     /// Log subscriptions for the caller.
     LogSubscriptions(Vec<LogSubscription>),
     /// A renewed certificate.
@@ -153,6 +162,23 @@ pub struct Assignment {
     pub task: Task,
     /// Its service's name, for the task's name and logs.
     pub service_name: String,
+    /// The networks it is attached to (its addresses are in the task), so the agent can
+    /// plumb them before the task starts.
+    #[serde(default)]
+    pub networks: Vec<NetworkInfo>,
+}
+
+/// Changes to a node's route table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteUpdate {
+    /// The tag of the table these changes make; the next poll sends it as `known`.
+    pub tag: u64,
+    /// Whether the changes start from an empty table (the manager did not know the caller's).
+    pub reset: bool,
+    /// The changes, in order.
+    pub changes: Vec<RouteChange>,
+    /// The swarm's VXLAN UDP port.
+    pub data_path_port: u16,
 }
 
 /// A request for task output, as `service logs` asks for it.
