@@ -6,8 +6,10 @@
 //! to the daemon. Its worker runs the node's tasks.
 
 mod logs;
+mod network;
 mod worker;
 
+pub use network::NodeNetwork;
 pub use worker::Worker;
 
 use std::path::PathBuf;
@@ -51,6 +53,8 @@ pub struct AgentConfig {
     pub manager: bool,
     /// Runs the node's tasks.
     pub worker: Arc<Worker>,
+    /// The node's overlays, which follow the route updates.
+    pub network: Arc<NodeNetwork>,
 }
 
 /// Runs the agent until aborted; `reports` are the worker's status reports for the leader.
@@ -102,6 +106,32 @@ async fn poll_assignments(addr: &str, tls: &Tls, worker: &Arc<Worker>) -> String
             Ok(Response::Assignments { tag, tasks }) => {
                 known = tag;
                 worker.apply(tasks).await;
+            }
+            Ok(Response::Failed(failure)) => return failure.to_string(),
+            Ok(other) => return format!("unexpected answer {other:?}"),
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
+/// Follows the node's route table for as long as the manager answers; returns why it stopped.
+async fn poll_routes(addr: &str, tls: &Tls, network: &NodeNetwork) -> String {
+    let mut connection = match Connection::connect(addr, tls.client_config(), CONNECT_TIMEOUT).await
+    {
+        Ok(connection) => connection,
+        Err(e) => return e.to_string(),
+    };
+    let mut known = 0;
+    loop {
+        match connection
+            .call::<Request, Response>(&Request::Routes { known }, POLL_TIMEOUT)
+            .await
+        {
+            Ok(Response::Routes(update)) => {
+                known = update.tag;
+                if update.reset || !update.changes.is_empty() {
+                    network.update(update.reset, &update.changes);
+                }
             }
             Ok(Response::Failed(failure)) => return failure.to_string(),
             Ok(other) => return format!("unexpected answer {other:?}"),
@@ -189,9 +219,11 @@ impl Agent {
         let tls = self.config.tls.clone();
         let worker = self.config.worker.clone();
         let reports = self.reports.clone();
+        let network = self.config.network.clone();
         let tasks = async {
             tokio::select! {
                 reason = poll_assignments(addr, &tls, &worker) => reason,
+                reason = poll_routes(addr, &tls, &network) => reason,
                 reason = send_reports(addr, &tls, &worker, &reports) => reason,
                 reason = logs::serve_subscriptions(addr, &tls, worker.executor()) => reason,
             }

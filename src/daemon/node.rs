@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::agent::{self, AgentConfig, AgentEvent, Worker};
+use crate::agent::{self, AgentConfig, AgentEvent, NodeNetwork, Worker};
 use crate::background::Background;
 use crate::exec::Executor;
 use crate::fsutil;
@@ -82,6 +82,8 @@ pub struct SwarmNode {
     pub(super) manager: RwLock<Option<Arc<Manager>>>,
     pub(super) managers: Mutex<Vec<String>>,
     pub(super) executor: Arc<dyn Executor>,
+    /// The node's overlays.
+    pub network: Arc<NodeNetwork>,
     pub(super) background: Background,
 }
 
@@ -220,6 +222,7 @@ impl SwarmNode {
         let (reports, reported) = mpsc::unbounded_channel();
         let config = AgentConfig {
             worker: Worker::new(self.executor.clone(), reports),
+            network: self.network.clone(),
             certificates_dir: certificates_dir(&self.data_dir),
             tls: self.tls.clone(),
             managers: self.managers(),
@@ -295,6 +298,7 @@ pub(super) fn node_from(host: &Host, membership: Membership) -> anyhow::Result<A
         tls,
         manager: RwLock::new(None),
         managers: Mutex::new(membership.managers),
+        network: NodeNetwork::new(),
         background: Background::default(),
     }))
 }
