@@ -41,6 +41,9 @@ finish() {
       tail -n 15 "$log" | sed 's/^/    | /' >&2
     done
   fi
+  # A script that made more than the lab (e.g. namespaces of its own) defines
+  # measure_cleanup to remove it.
+  if declare -F measure_cleanup >/dev/null; then measure_cleanup || true; fi
   lab down >/dev/null 2>&1 || echo "$MEASURE: lab down failed; run LAB=$LAB netlab/lab.sh down" >&2
   [[ -z $DOCKER_CONFIG ]] || rm -rf -- "$DOCKER_CONFIG"
   exit "$rc"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian 12 machine (as root) for building and testing shoal,
-# then build the release binary. Safe to re-run: apt is skipped entirely when
-# every tool is already there.
+# then build the release binary (--no-build: only install the tools, as the
+# measurement scripts do). Safe to re-run: apt is skipped entirely when every
+# tool is already there.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -9,7 +10,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 declare -A PKG_FOR=(
   [ip]=iproute2 [iperf3]=iperf3 [curl]=curl [python3]=python3
   [busybox]=busybox-static [ps]=procps [pkill]=procps [killall]=psmisc
-  [jq]=jq
+  [jq]=jq [nsenter]=util-linux [ss]=iproute2
+  # scripts/bench-overlay.sh: request-response latency (netperf is not in
+  # Debian main; sockperf is)
+  [sockperf]=sockperf
 )
 
 missing_packages() {
@@ -35,6 +39,12 @@ install_docker_client() {
 }
 
 main() {
+  local build=1
+  case ${1:-} in
+    '') ;;
+    --no-build) build=0 ;;
+    *) echo "usage: $0 [--no-build]" >&2; exit 2 ;;
+  esac
   if [[ $(id -u) != 0 ]]; then
     echo "setup: must run as root (installs packages, lab tests need netns)" >&2
     exit 1
@@ -52,6 +62,7 @@ main() {
   fi
   command -v docker >/dev/null 2>&1 || install_docker_client
 
+  ((build)) || return 0
   echo "setup: cargo build --release --locked"
   cargo build --release --locked
 }
