@@ -3,12 +3,13 @@
 //! Applying is pure and deterministic (no clocks, no randomness), so every manager that applies
 //! the same log holds the same state. The Raft state machine persists what this computes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
 use bollard::models::{TaskState, TaskStatus};
 use serde::{Deserialize, Serialize};
 
-use super::objects::{Cluster, Kind, Network, Node, Object, ObjectKey, Service, Task};
+use super::objects::{Cluster, Kind, Network, Node, Object, ObjectKey, Service, Task, TaskNetwork};
 
 /// One write in a proposal. (Puts are much larger than deletes; proposals are few, so the
 /// size difference costs nothing worth a box.)
@@ -45,7 +46,20 @@ pub enum Change {
         /// When the change was decided (RFC 3339).
         at: String,
     },
-    /// Puts a pending task on a node, if it is on none yet.
+    /// The allocator's step: gives a new task its overlay addresses and makes it pending. It
+    /// applies only to a task that is still new, and only if every network exists, every address
+    /// lies in its network's subnet and no other live task holds it; otherwise it is skipped and
+    /// the allocator decides again.
+    TaskAllocate {
+        /// The task.
+        task_id: String,
+        /// One address per network the task attaches to.
+        networks: Vec<TaskNetwork>,
+        /// The task's new status (pending).
+        status: TaskStatus,
+    },
+    /// Puts a pending task on a node: one on none yet, or the one it was made for (a global
+    /// service's task). A task that is not pending is left alone.
     TaskAssign {
         /// The task.
         task_id: String,
@@ -137,6 +151,17 @@ pub enum Conflict {
     /// Another service already has this name.
     #[error("name conflicts with an existing object: service {0} already exists")]
     NameInUse(String),
+    /// Another network already has this name.
+    #[error("network with name {0} already exists")]
+    NetworkNameInUse(String),
+    /// A network's subnet overlaps another network's.
+    #[error(
+        "rpc error: code = InvalidArgument desc = invalid pool request: Pool overlaps with other one on this address space ({0})"
+    )]
+    PoolOverlap(String),
+    /// A network's VXLAN identifier is another network's.
+    #[error("rpc error: code = Internal desc = VXLAN network identifier {0} is already in use")]
+    VniInUse(u32),
     /// An update was based on an old read.
     #[error("update out of sequence: {key} is at version {actual}, not {expected}")]
     Stale {
@@ -211,13 +236,29 @@ impl ClusterState {
                         }
                     }
                 }
+                Change::TaskAllocate {
+                    task_id,
+                    networks,
+                    status,
+                } => {
+                    if self.may_allocate(task_id, networks) {
+                        if let Some(task) = self.tasks.get_mut(task_id) {
+                            task.networks = networks.clone();
+                            task.meta.updated_at = status.timestamp.clone().unwrap_or_default();
+                            task.status = status.clone();
+                            task.meta.version = index;
+                        }
+                    }
+                }
                 Change::TaskAssign {
                     task_id,
                     node_id,
                     status,
                 } => {
                     if let Some(task) = self.tasks.get_mut(task_id) {
-                        if task.node_id.is_none() && !task.is_terminal() {
+                        // Only an allocated (pending) task may go to a node.
+                        let node_fits = task.node_id.as_ref().is_none_or(|n| n == node_id);
+                        if node_fits && task.state() == TaskState::PENDING {
                             task.node_id = Some(node_id.clone());
                             task.meta.updated_at = status.timestamp.clone().unwrap_or_default();
                             task.status = status.clone();
@@ -228,6 +269,48 @@ impl ClusterState {
             }
         }
         Ok(())
+    }
+
+    /// The addresses live tasks (not ended) hold on the network `network_id`, but for the task
+    /// `except`.
+    pub fn addresses_held(&self, network_id: &str, except: Option<&str>) -> BTreeSet<Ipv4Addr> {
+        self.tasks
+            .values()
+            .filter(|t| !t.is_terminal() && Some(t.id.as_str()) != except)
+            .flat_map(|t| &t.networks)
+            .filter(|n| n.network_id == network_id)
+            .map(|n| n.address.ip())
+            .collect()
+    }
+
+    /// The network `reference` names: its ID, else its name.
+    pub fn network(&self, reference: &str) -> Option<&Network> {
+        self.networks
+            .get(reference)
+            .or_else(|| self.networks.values().find(|n| n.name() == reference))
+    }
+
+    /// Whether [`Change::TaskAllocate`] may give `networks` to the task `task_id`.
+    fn may_allocate(&self, task_id: &str, networks: &[TaskNetwork]) -> bool {
+        let Some(task) = self.tasks.get(task_id) else {
+            return false;
+        };
+        if task.state() != TaskState::NEW || task.desired_state != TaskState::RUNNING {
+            return false;
+        }
+        let mut seen = BTreeSet::new();
+        networks.iter().all(|attachment| {
+            let Some(network) = self.networks.get(&attachment.network_id) else {
+                return false;
+            };
+            let ip = attachment.address.ip();
+            seen.insert(&attachment.network_id)
+                && attachment.address.prefix() == network.subnet.prefix()
+                && network.is_host_address(ip)
+                && !self
+                    .addresses_held(&attachment.network_id, Some(task_id))
+                    .contains(&ip)
+        })
     }
 
     /// The stored version of `key`, if the object exists.
@@ -312,6 +395,9 @@ impl ClusterState {
                 return Err(Conflict::NameInUse(name.to_string()));
             }
         }
+        if let Object::Network(network) = object {
+            self.check_network(network)?;
+        }
         match (precondition, self.version_of(&key)) {
             (Precondition::None, _) | (Precondition::Absent, None) => Ok(()),
             (Precondition::Absent, Some(_)) => Err(Conflict::Exists(key)),
@@ -323,6 +409,29 @@ impl ClusterState {
                 actual,
             }),
         }
+    }
+}
+
+impl ClusterState {
+    /// A network must not share its name, subnet or VNI with another.
+    fn check_network(&self, network: &Network) -> Result<(), Conflict> {
+        for other in self.networks.values().filter(|o| o.id != network.id) {
+            if other.name() == network.name() {
+                return Err(Conflict::NetworkNameInUse(network.name().to_string()));
+            }
+            if other.subnet.overlaps(network.subnet) {
+                return Err(Conflict::PoolOverlap(format!(
+                    "{} overlaps {} of network {}",
+                    network.subnet,
+                    other.subnet,
+                    other.name()
+                )));
+            }
+            if other.vni == network.vni {
+                return Err(Conflict::VniInUse(network.vni));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -439,5 +548,55 @@ mod tests {
         state.apply(&delete, 2).unwrap();
         state.apply(&delete, 3).unwrap();
         assert!(state.nodes.is_empty());
+    }
+
+    fn network(id: &str, name: &str, subnet: &str, vni: u32) -> Object {
+        let subnet: ipnetwork::Ipv4Network = subnet.parse().unwrap();
+        Object::Network(Network {
+            id: id.into(),
+            meta: Default::default(),
+            spec: bollard::models::NetworkCreateRequest {
+                name: name.into(),
+                ..Default::default()
+            },
+            gateway: std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1),
+            subnet,
+            vni,
+            mtu: 1450,
+        })
+    }
+
+    #[test]
+    fn networks_may_not_share_a_name_a_subnet_or_a_vni() {
+        let mut state = ClusterState::default();
+        let create = |o| put(o, Precondition::Absent);
+        state
+            .apply(&create(network("a", "web", "10.0.1.0/24", 4097)), 1)
+            .unwrap();
+        let err = state
+            .apply(&create(network("b", "web", "10.0.2.0/24", 4098)), 2)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "network with name web already exists");
+        let err = state
+            .apply(&create(network("b", "db", "10.0.0.0/16", 4098)), 2)
+            .unwrap_err();
+        assert!(matches!(err, Conflict::PoolOverlap(_)), "{err}");
+        let err = state
+            .apply(&create(network("b", "db", "10.0.2.0/24", 4097)), 2)
+            .unwrap_err();
+        assert_eq!(err, Conflict::VniInUse(4097));
+        state
+            .apply(&create(network("b", "db", "10.0.2.0/24", 4098)), 2)
+            .unwrap();
+        // A network's own update is no conflict with itself.
+        state
+            .apply(
+                &put(
+                    network("b", "db", "10.0.2.0/24", 4098),
+                    Precondition::Version(2),
+                ),
+                3,
+            )
+            .unwrap();
     }
 }
