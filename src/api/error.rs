@@ -104,6 +104,7 @@ impl From<StoreError> for ApiError {
                 Conflict::Exists(_) | Conflict::NameInUse(_) | Conflict::NetworkNameInUse(_),
             ) => StatusCode::CONFLICT,
             StoreError::Conflict(Conflict::PoolOverlap(_)) => StatusCode::FORBIDDEN,
+            StoreError::Conflict(Conflict::NetworkInUse(_)) => StatusCode::CONFLICT,
             StoreError::Conflict(Conflict::Missing(_)) => StatusCode::NOT_FOUND,
             // Docker reports a stale version as an internal error of the update RPC.
             StoreError::Conflict(Conflict::Stale { .. } | Conflict::VniInUse(_))

@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use bollard::models::{EndpointPortConfigPublishModeEnum, TaskState, TaskStatus};
+use bollard::models::{TaskState, TaskStatus};
 use ipnetwork::Ipv4Network;
 
 use super::ipam::free_address;
-use crate::store::state::rank;
+use crate::store::state::{publishes_through_mesh, rank};
 use crate::store::{Change, ClusterState, Network, Task, TaskNetwork};
 
 /// What the allocator changes in `state`, with `at` as the time of every status.
@@ -67,13 +67,7 @@ pub fn wanted_networks<'a>(
     let publishes = state
         .services
         .get(&task.service_id)
-        .and_then(|s| s.spec.endpoint_spec.as_ref())
-        .and_then(|e| e.ports.as_ref())
-        .is_some_and(|ports| {
-            ports
-                .iter()
-                .any(|p| p.publish_mode != Some(EndpointPortConfigPublishModeEnum::HOST))
-        });
+        .is_some_and(publishes_through_mesh);
     if publishes {
         if let Some(ingress) = state.networks.values().find(|n| n.is_ingress()) {
             wanted.push((ingress, Vec::new()));

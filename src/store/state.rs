@@ -159,6 +159,9 @@ pub enum Conflict {
         "rpc error: code = InvalidArgument desc = invalid pool request: Pool overlaps with other one on this address space ({0})"
     )]
     PoolOverlap(String),
+    /// A network still in use was to be removed; the message says by what.
+    #[error("rpc error: code = FailedPrecondition desc = {0}")]
+    NetworkInUse(String),
     /// A network's VXLAN identifier is another network's.
     #[error("rpc error: code = Internal desc = VXLAN network identifier {0} is already in use")]
     VniInUse(u32),
@@ -377,6 +380,11 @@ impl ClusterState {
     }
 
     fn check(&self, change: &Change) -> Result<(), Conflict> {
+        if let Change::Delete { key } = change {
+            if key.kind == Kind::Network {
+                return self.check_network_removal(&key.id);
+            }
+        }
         let Change::Put {
             object,
             precondition,
@@ -413,6 +421,66 @@ impl ClusterState {
 }
 
 impl ClusterState {
+    /// What uses the network `id`, if anything, in docker's words: a service attached to it
+    /// (for the ingress network, one publishing ports through the routing mesh), or a task
+    /// still holding an address on it.
+    pub fn network_user(&self, id: &str) -> Option<String> {
+        let network = self.networks.get(id)?;
+        let service_name = |s: &Service| s.spec.name.clone().unwrap_or_else(|| s.id.clone());
+        if network.is_ingress() {
+            let publisher = self.services.values().find(|s| publishes_through_mesh(s));
+            return publisher.map(|s| {
+                format!(
+                    "ingress network cannot be removed because service {} depends on it",
+                    service_name(s)
+                )
+            });
+        }
+        let attached = |s: &Service| {
+            let template = s.spec.task_template.as_ref();
+            template
+                .and_then(|t| t.networks.as_ref())
+                .into_iter()
+                .chain(s.spec.networks.as_ref())
+                .flatten()
+                .any(|a| {
+                    a.target.as_deref() == Some(id) || a.target.as_deref() == Some(network.name())
+                })
+        };
+        if let Some(service) = self.services.values().find(|s| attached(s)) {
+            return Some(format!(
+                "network {} is in use by service {}",
+                network.name(),
+                service_name(service)
+            ));
+        }
+        let task = self
+            .tasks
+            .values()
+            .find(|t| !t.is_terminal() && t.networks.iter().any(|n| n.network_id == id))?;
+        Some(format!(
+            "network {} is in use by task {}",
+            network.name(),
+            task.id
+        ))
+    }
+
+    /// The networks `task` has addresses on, each with its attachment: what docker shows as the
+    /// task's `NetworksAttachments`, and what the data plane needs to wire it.
+    pub fn attachments<'a>(&'a self, task: &'a Task) -> Vec<(&'a Network, &'a TaskNetwork)> {
+        task.networks
+            .iter()
+            .filter_map(|a| Some((self.networks.get(&a.network_id)?, a)))
+            .collect()
+    }
+
+    fn check_network_removal(&self, id: &str) -> Result<(), Conflict> {
+        match self.network_user(id) {
+            Some(user) => Err(Conflict::NetworkInUse(user)),
+            None => Ok(()),
+        }
+    }
+
     /// A network must not share its name, subnet or VNI with another.
     fn check_network(&self, network: &Network) -> Result<(), Conflict> {
         for other in self.networks.values().filter(|o| o.id != network.id) {
@@ -433,6 +501,20 @@ impl ClusterState {
         }
         Ok(())
     }
+}
+
+/// Whether `service` publishes a port through the routing mesh (ingress mode, docker's
+/// default), so that its tasks attach to the ingress network.
+pub fn publishes_through_mesh(service: &Service) -> bool {
+    let ports = service
+        .spec
+        .endpoint_spec
+        .as_ref()
+        .and_then(|e| e.ports.as_ref());
+    ports
+        .into_iter()
+        .flatten()
+        .any(|p| p.publish_mode != Some(bollard::models::EndpointPortConfigPublishModeEnum::HOST))
 }
 
 /// A bare node object for tests.
@@ -598,5 +680,65 @@ mod tests {
                 3,
             )
             .unwrap();
+    }
+
+    #[test]
+    fn a_network_in_use_cannot_be_removed() {
+        let mut state = ClusterState::default();
+        state.insert(network("n1", "mynet", "10.0.1.0/24", 4097));
+        let mut service = Service {
+            id: "s1".into(),
+            meta: Default::default(),
+            spec: bollard::models::ServiceSpec {
+                name: Some("web".into()),
+                task_template: Some(bollard::models::TaskSpec {
+                    networks: Some(vec![bollard::models::NetworkAttachmentConfig {
+                        target: Some("n1".into()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            previous_spec: None,
+            generation: 1,
+            update_status: None,
+        };
+        state.insert(Object::Service(service.clone()));
+        let delete = Proposal::delete(ObjectKey {
+            kind: Kind::Network,
+            id: "n1".into(),
+        });
+        let err = state.apply(&delete, 2).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rpc error: code = FailedPrecondition desc = network mynet is in use by service web"
+        );
+        // Detached from the service, it is still held by a live task's address.
+        service.spec.task_template = None;
+        state.insert(Object::Service(service));
+        let mut task = Task {
+            id: "t1".into(),
+            meta: Default::default(),
+            service_id: "s1".into(),
+            slot: 1,
+            node_id: None,
+            generation: 1,
+            spec: Default::default(),
+            desired_state: TaskState::RUNNING,
+            status: Default::default(),
+            networks: vec![TaskNetwork {
+                network_id: "n1".into(),
+                address: "10.0.1.2/24".parse().unwrap(),
+                aliases: Vec::new(),
+            }],
+        };
+        state.insert(Object::Task(task.clone()));
+        let err = state.apply(&delete, 3).unwrap_err();
+        assert!(err.to_string().contains("in use by task t1"), "{err}");
+        task.status.state = Some(TaskState::SHUTDOWN);
+        state.insert(Object::Task(task));
+        state.apply(&delete, 4).unwrap();
+        assert!(state.networks.is_empty());
     }
 }
