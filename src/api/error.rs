@@ -100,14 +100,15 @@ impl From<SwarmError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
-            StoreError::Conflict(Conflict::Exists(_) | Conflict::NameInUse(_)) => {
-                StatusCode::CONFLICT
-            }
+            StoreError::Conflict(
+                Conflict::Exists(_) | Conflict::NameInUse(_) | Conflict::NetworkNameInUse(_),
+            ) => StatusCode::CONFLICT,
+            StoreError::Conflict(Conflict::PoolOverlap(_)) => StatusCode::FORBIDDEN,
+            StoreError::Conflict(Conflict::NetworkInUse(_)) => StatusCode::CONFLICT,
             StoreError::Conflict(Conflict::Missing(_)) => StatusCode::NOT_FOUND,
             // Docker reports a stale version as an internal error of the update RPC.
-            StoreError::Conflict(Conflict::Stale { .. }) | StoreError::Raft(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            StoreError::Conflict(Conflict::Stale { .. } | Conflict::VniInUse(_))
+            | StoreError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
             StoreError::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())

@@ -7,6 +7,7 @@ mod body;
 mod error;
 mod logs;
 mod lookup;
+mod networks;
 mod nodes;
 mod services;
 mod swarm;
@@ -56,6 +57,12 @@ fn routes(daemon: Arc<Daemon>) -> Router {
         .route("/services/{id}/update", post(services::update))
         .route("/services/{id}/logs", get(logs::service))
         .route("/tasks/{id}/logs", get(logs::task))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::inspect))
         .fallback(page_not_found)

@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use bollard::models::{
-    ObjectVersion, ServiceServiceStatus, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    ServiceUpdateStatus, ServiceUpdateStatusStateEnum, TaskState,
+    NetworkAttachmentConfig, ObjectVersion, ServiceServiceStatus, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceUpdateStatus, ServiceUpdateStatusStateEnum, TaskState,
 };
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +34,10 @@ pub async fn create(
     JsonBody(spec): JsonBody<ServiceSpec>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let manager = super::manager(&daemon).await?;
-    let spec = checked(spec)?;
+    let spec = {
+        let applied = manager.store.read();
+        attach_networks(&applied.state, checked(spec)?)?
+    };
     let service = Service {
         id: pki::new_id(),
         meta: Meta::now(),
@@ -108,6 +111,43 @@ fn checked(mut spec: ServiceSpec) -> ApiResult<ServiceSpec> {
             "rpc error: code = InvalidArgument desc = replicas must be non-negative",
         ));
     }
+    Ok(spec)
+}
+
+/// Moves the attachments of `spec` to `TaskTemplate.Networks` (older clients send them as
+/// `Networks`), each network named by its ID, as swarm stores them. An unknown network, the
+/// ingress network (attached by publishing ports) and a network named twice are refused.
+fn attach_networks(state: &ClusterState, mut spec: ServiceSpec) -> ApiResult<ServiceSpec> {
+    let legacy = spec.networks.take().unwrap_or_default();
+    let template = spec.task_template.get_or_insert_with(Default::default);
+    let mut attachments = template.networks.take().unwrap_or_default();
+    attachments.extend(legacy);
+    let mut resolved: Vec<NetworkAttachmentConfig> = Vec::new();
+    for mut attachment in attachments {
+        let target = attachment.target.clone().unwrap_or_default();
+        let network = super::networks::find(state, &target)?;
+        let invalid = |what: String| {
+            ApiError::bad_request(format!("rpc error: code = InvalidArgument desc = {what}"))
+        };
+        if network.is_ingress() {
+            return Err(invalid(format!(
+                "Service cannot be explicitly attached to the ingress network \"{}\"",
+                network.name()
+            )));
+        }
+        if resolved
+            .iter()
+            .any(|r| r.target.as_deref() == Some(network.id.as_str()))
+        {
+            return Err(invalid(format!(
+                "network {} is attached to the service more than once",
+                network.name()
+            )));
+        }
+        attachment.target = Some(network.id.clone());
+        resolved.push(attachment);
+    }
+    template.networks = (!resolved.is_empty()).then_some(resolved);
     Ok(spec)
 }
 
@@ -263,7 +303,8 @@ pub async fn update(
             ))
         })?
     } else {
-        checked(spec)?
+        let applied = manager.store.read();
+        attach_networks(&applied.state, checked(spec)?)?
     };
     if new_spec.name != service.spec.name {
         return Err(ApiError::bad_request(
@@ -378,5 +419,68 @@ mod tests {
                 .message()
                 .contains("invalid constraint")
         );
+    }
+
+    #[test]
+    fn attachments_are_moved_to_the_template_by_network_id() {
+        let mut state = ClusterState::default();
+        let pools = ["10.0.0.0/8".to_string()];
+        let cluster = crate::store::Cluster {
+            id: "c".into(),
+            meta: Meta::default(),
+            spec: Default::default(),
+            root_ca: crate::store::RootCaMaterial {
+                cert_pem: String::new(),
+                key_pem: String::new(),
+            },
+            worker_token: String::new(),
+            manager_token: String::new(),
+            default_addr_pool: pools.to_vec(),
+            subnet_size: 24,
+            data_path_port: 4789,
+        };
+        let ingress = crate::manager::ipam::ingress_network("ing".into(), &cluster).unwrap();
+        state.insert(Object::Network(ingress));
+        let spec_of = |name: &str| bollard::models::NetworkCreateRequest {
+            name: name.into(),
+            ..Default::default()
+        };
+        let mynet = crate::manager::ipam::new_network(
+            "net1".into(),
+            spec_of("mynet"),
+            &state.networks,
+            &pools,
+            24,
+        )
+        .unwrap();
+        state.insert(Object::Network(mynet));
+        let attach = |target: &str| NetworkAttachmentConfig {
+            target: Some(target.into()),
+            aliases: Some(vec!["web".into()]),
+            ..Default::default()
+        };
+        let mut legacy = spec(None);
+        legacy.networks = Some(vec![attach("mynet")]);
+        let done = attach_networks(&state, legacy).unwrap();
+        assert_eq!(done.networks, None);
+        let networks = done.task_template.unwrap().networks.unwrap();
+        assert_eq!(networks[0].target.as_deref(), Some("net1"));
+        assert_eq!(networks[0].aliases, Some(vec!["web".to_string()]));
+
+        let mut unknown = spec(None);
+        unknown.task_template.as_mut().unwrap().networks = Some(vec![attach("nope")]);
+        let err = attach_networks(&state, unknown).unwrap_err();
+        assert_eq!(err.message(), "network nope not found");
+        let mut ingress = spec(None);
+        ingress.task_template.as_mut().unwrap().networks = Some(vec![attach("ingress")]);
+        let err = attach_networks(&state, ingress).unwrap_err();
+        assert!(
+            err.message()
+                .contains("explicitly attached to the ingress network")
+        );
+        let mut twice = spec(None);
+        twice.task_template.as_mut().unwrap().networks =
+            Some(vec![attach("mynet"), attach("net1")]);
+        assert!(attach_networks(&state, twice).is_err());
     }
 }

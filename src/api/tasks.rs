@@ -5,12 +5,22 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use bollard::models::{ObjectVersion, TaskState};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::body::Filters;
 use super::error::ApiResult;
+use super::networks::{AttachmentView, attachment_view};
 use crate::daemon::Daemon;
 use crate::store::{ClusterState, Task};
+
+/// A task as the API shows it: bollard's model lacks `NetworksAttachments`.
+#[derive(Serialize)]
+pub struct TaskView {
+    #[serde(flatten)]
+    task: bollard::models::Task,
+    #[serde(rename = "NetworksAttachments", skip_serializing_if = "Vec::is_empty")]
+    networks_attachments: Vec<AttachmentView>,
+}
 
 /// The `filters` query parameter.
 #[derive(Deserialize)]
@@ -32,7 +42,7 @@ const TASK_FILTERS: &[&str] = &[
 pub async fn list(
     State(daemon): State<Arc<Daemon>>,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Vec<bollard::models::Task>>> {
+) -> ApiResult<Json<Vec<TaskView>>> {
     let manager = super::manager(&daemon).await?;
     let filters = Filters::parse(query.filters.as_deref(), TASK_FILTERS)?;
     let applied = manager.store.read();
@@ -95,7 +105,7 @@ pub fn find<'a>(state: &'a ClusterState, id: &str) -> ApiResult<&'a Task> {
 pub async fn inspect(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<bollard::models::Task>> {
+) -> ApiResult<Json<TaskView>> {
     let manager = super::manager(&daemon).await?;
     let applied = manager.store.read();
     let state = &applied.state;
@@ -103,8 +113,13 @@ pub async fn inspect(
     Ok(Json(to_model(state, task)))
 }
 
-fn to_model(state: &ClusterState, task: &Task) -> bollard::models::Task {
-    bollard::models::Task {
+fn to_model(state: &ClusterState, task: &Task) -> TaskView {
+    let networks_attachments = state
+        .attachments(task)
+        .into_iter()
+        .map(|(network, attachment)| attachment_view(network, attachment))
+        .collect();
+    let task = bollard::models::Task {
         id: Some(task.id.clone()),
         version: Some(ObjectVersion {
             index: Some(task.meta.version),
@@ -121,5 +136,9 @@ fn to_model(state: &ClusterState, task: &Task) -> bollard::models::Task {
         status: Some(task.status.clone()),
         desired_state: Some(task.desired_state),
         job_iteration: None,
+    };
+    TaskView {
+        task,
+        networks_attachments,
     }
 }

@@ -8,6 +8,7 @@
 mod connect;
 mod duration;
 mod inspect;
+mod network;
 mod node;
 mod node_pretty;
 mod node_update;
@@ -19,6 +20,7 @@ mod system;
 mod table;
 mod text;
 
+pub use network::NetworkCommand;
 pub use node::NodeCommand;
 pub use service::ServiceCommand;
 pub use swarm::SwarmCommand;
@@ -40,6 +42,9 @@ pub enum ClientCommand {
     /// Manage swarm nodes.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Manage swarm networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Manage swarm services.
     #[command(subcommand)]
     Service(ServiceCommand),
@@ -61,6 +66,7 @@ pub async fn run(host: &str, command: ClientCommand) -> i32 {
         ClientCommand::Version => system::version(&daemon).await,
         ClientCommand::Info => system::info(&daemon).await,
         ClientCommand::Swarm(command) => swarm::run(&daemon, command).await,
+        ClientCommand::Network(command) => network::run(&daemon, command).await,
         ClientCommand::Node(command) => node::run(&daemon, command).await,
         ClientCommand::Service(command) => service::run(&daemon, command).await,
     };

@@ -21,6 +21,7 @@ use super::node::{
     node_from, remove_dir, state_file, swarm_dir,
 };
 use super::settings::{InitSettings, JoinSettings, route_source};
+use crate::manager::ipam;
 use crate::pki::{self, JoinToken, NodeCredentials, NodeKey, Role, RootCa};
 use crate::rpc::proto::{Failure, JoinRequest, Request, Response};
 use crate::rpc::{Connection, anonymous_client_config, bootstrap_client_config};
@@ -211,13 +212,20 @@ async fn create(host: &Host, settings: InitSettings) -> Result<Arc<SwarmNode>, S
                 reachable: true,
             }),
         };
-        let changes = [Object::Cluster(cluster), Object::Node(me)]
-            .into_iter()
-            .map(|object| Change::Put {
-                object,
-                precondition: Precondition::Absent,
-            })
-            .collect();
+        // The routing mesh's network comes with the swarm, as in docker.
+        let ingress = ipam::ingress_network(pki::new_id(), &cluster)
+            .map_err(|e| SwarmError::InvalidArgument(e.to_string()))?;
+        let changes = [
+            Object::Cluster(cluster),
+            Object::Node(me),
+            Object::Network(ingress),
+        ]
+        .into_iter()
+        .map(|object| Change::Put {
+            object,
+            precondition: Precondition::Absent,
+        })
+        .collect();
         store.propose(Proposal { changes }).await?;
         *node.managers.lock().unwrap_or_else(|p| p.into_inner()) = vec![control_addr.clone()];
         node.set_manager(Some(manager.clone()));

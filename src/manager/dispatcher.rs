@@ -17,6 +17,7 @@ use super::health::heartbeat_period;
 use super::routes::{route_table_for, task_networks};
 use crate::net::routes::RouteTable;
 use crate::rpc::proto::{Assignment, Failure, RouteUpdate, SessionInfo, StatusReport};
+use crate::store::state::rank;
 use crate::store::{Change, ClusterState, Proposal};
 
 /// How long a poll waits for a change before answering anyway.
@@ -208,14 +209,15 @@ impl Drop for OpenPoll<'_> {
     }
 }
 
-/// The tasks `node_id` must know about (wanted running, or still to be stopped), with a tag that
-/// changes whenever any of them changes.
+/// The tasks `node_id` must know about (assigned to it, so allocated, and wanted running or
+/// still to be stopped), with a tag that changes whenever any of them changes.
 pub fn assignments_of(state: &ClusterState, node_id: &str) -> (u64, Vec<Assignment>) {
     let mut hasher = DefaultHasher::new();
     let assignments: Vec<Assignment> = state
         .tasks
         .values()
         .filter(|t| t.node_id.as_deref() == Some(node_id))
+        .filter(|t| rank(t.state()) >= rank(TaskState::ASSIGNED))
         .filter(|t| t.desired_state == TaskState::RUNNING || !t.is_terminal())
         .map(|t| {
             (t.id.as_str(), t.meta.version).hash(&mut hasher);

@@ -4,9 +4,11 @@
 //! Any manager serves reads from its own store; writes go to the leader, forwarded over the
 //! control port when this manager is not it.
 
+pub mod allocator;
 mod ca;
 pub mod dispatcher;
 mod health;
+pub mod ipam;
 pub mod logs;
 pub mod orchestrator;
 pub mod placement;

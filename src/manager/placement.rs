@@ -1,8 +1,9 @@
-//! Allocation and scheduling on the leader: new tasks become pending (the allocator's step, where
-//! later issues hand out addresses and ports), pending tasks get a node (the scheduler's).
+//! Allocation and scheduling on the leader: new tasks get their overlay addresses and become
+//! pending (the allocator's step, in `allocator`), pending tasks get a node (the scheduler's),
+//! and a global service's pending task, made for one node, is assigned to it.
 //! This file converts store objects into the scheduler's inputs and its answers into changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use bollard::models::{
@@ -20,7 +21,9 @@ use crate::store::{Change, ClusterState, Node, Service, Task};
 /// How often the loop looks again without a change (a node may have come up).
 pub const TICK: Duration = Duration::from_millis(500);
 
-/// Allocates new tasks and schedules every pending one it can.
+/// Allocates new tasks and schedules every pending one it can, in one batch: the store applies
+/// an assignment only to a task that is pending by then, so a task whose allocation is skipped
+/// is not placed either.
 pub fn place(state: &ClusterState, now: SystemTime) -> Vec<Change> {
     let at = timestamp(now);
     let status = |task_state, message: &str, err: Option<String>| TaskStatus {
@@ -30,23 +33,35 @@ pub fn place(state: &ClusterState, now: SystemTime) -> Vec<Change> {
         err,
         ..Default::default()
     };
-    let waiting: Vec<&Task> = state
-        .tasks
-        .values()
-        .filter(|t| t.node_id.is_none() && t.desired_state == TaskState::RUNNING)
-        .filter(|t| matches!(t.state(), TaskState::NEW | TaskState::PENDING))
-        .collect();
-    if waiting.is_empty() {
-        return Vec::new();
-    }
-    let mut changes: Vec<Change> = waiting
+    let mut changes = super::allocator::allocate(state, &at);
+    let allocated: BTreeSet<&str> = changes
         .iter()
-        .filter(|t| t.state() == TaskState::NEW)
-        .map(|t| Change::TaskStatus {
-            task_id: t.id.clone(),
-            status: status(TaskState::PENDING, "pending task scheduling", None),
+        .filter_map(|c| match c {
+            Change::TaskAllocate { task_id, .. } => Some(task_id.as_str()),
+            _ => None,
         })
         .collect();
+    let pending: Vec<&Task> = state
+        .tasks
+        .values()
+        .filter(|t| t.desired_state == TaskState::RUNNING)
+        .filter(|t| t.state() == TaskState::PENDING || allocated.contains(t.id.as_str()))
+        .collect();
+    // Made for a node (a global service's): that node it is.
+    changes.extend(pending.iter().filter_map(|t| {
+        Some(Change::TaskAssign {
+            task_id: t.id.clone(),
+            node_id: t.node_id.clone()?,
+            status: status(TaskState::ASSIGNED, "scheduler assigned task to node", None),
+        })
+    }));
+    let waiting: Vec<&Task> = pending
+        .into_iter()
+        .filter(|t| t.node_id.is_none())
+        .collect();
+    if waiting.is_empty() {
+        return changes;
+    }
     let mut groups: BTreeMap<(&str, u64), Vec<&Task>> = BTreeMap::new();
     for task in &waiting {
         groups
@@ -238,4 +253,70 @@ fn existing_tasks(state: &ClusterState) -> Vec<ExistingTask> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::{NodeState, NodeStatus, ServiceSpec, ServiceSpecMode};
+
+    use super::*;
+    use crate::store::objects::Meta;
+    use crate::store::{Object, Proposal};
+
+    fn global_task(id: &str, node: &str) -> Task {
+        Task {
+            id: id.into(),
+            meta: Meta::default(),
+            service_id: "svc".into(),
+            slot: 0,
+            node_id: Some(node.into()),
+            generation: 1,
+            spec: Default::default(),
+            desired_state: TaskState::RUNNING,
+            status: TaskStatus {
+                state: Some(TaskState::NEW),
+                ..Default::default()
+            },
+            networks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_global_task_is_allocated_then_assigned_to_its_node_in_one_batch() {
+        let mut state = ClusterState::default();
+        let node = Node {
+            id: "n1".into(),
+            meta: Meta::default(),
+            spec: Default::default(),
+            description: Default::default(),
+            status: NodeStatus {
+                state: Some(NodeState::READY),
+                ..Default::default()
+            },
+            manager: None,
+        };
+        let service = Service {
+            id: "svc".into(),
+            meta: Meta::default(),
+            spec: ServiceSpec {
+                mode: Some(ServiceSpecMode {
+                    global: Some(Default::default()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            previous_spec: None,
+            generation: 1,
+            update_status: None,
+        };
+        state.insert(Object::Node(node));
+        state.insert(Object::Service(service));
+        state.insert(Object::Task(global_task("t1", "n1")));
+        let changes = place(&state, SystemTime::UNIX_EPOCH);
+        state.apply(&Proposal { changes }, 5).unwrap();
+        let task = &state.tasks["t1"];
+        assert_eq!(task.state(), TaskState::ASSIGNED);
+        assert_eq!(task.node_id.as_deref(), Some("n1"));
+        assert!(place(&state, SystemTime::UNIX_EPOCH).is_empty());
+    }
 }

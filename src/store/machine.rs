@@ -143,6 +143,7 @@ fn changed_keys(change: &Change) -> ObjectKey {
         Change::Delete { key } => key.clone(),
         Change::TaskStatus { task_id, .. }
         | Change::TaskDesired { task_id, .. }
+        | Change::TaskAllocate { task_id, .. }
         | Change::TaskAssign { task_id, .. } => ObjectKey {
             kind: Kind::Task,
             id: task_id.clone(),

@@ -204,6 +204,15 @@ impl Network {
     pub fn is_ingress(&self) -> bool {
         self.spec.ingress == Some(true)
     }
+
+    /// Whether a task may hold `ip` on this network: inside the subnet, and neither the
+    /// subnet's network or broadcast address nor the gateway.
+    pub fn is_host_address(&self, ip: Ipv4Addr) -> bool {
+        self.subnet.contains(ip)
+            && ip != self.subnet.network()
+            && ip != self.subnet.broadcast()
+            && ip != self.gateway
+    }
 }
 
 impl Task {

@@ -496,6 +496,22 @@ impl Cluster {
             .map_err(|e| e.to_string())
     }
 
+    /// The JSON node `i` answers `GET path` with, as raw as the docker CLI reads it (bollard's
+    /// models leave out fields such as a task's `NetworksAttachments`).
+    pub async fn get_json(&self, i: usize, path: &str) -> serde_json::Value {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::UnixStream::connect(self.nodes[i].socket())
+            .await
+            .expect("connect to the API socket");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: shoal\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let response = String::from_utf8(response).expect("UTF-8 response");
+        let (_, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
     /// Service `name`'s tasks as node `i` lists them.
     pub async fn tasks(&self, i: usize, name: &str) -> Vec<bollard::models::Task> {
         let filters =

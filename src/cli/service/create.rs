@@ -38,7 +38,7 @@ pub struct CreateArgs {
     /// published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]; repeatable.
     #[arg(short, long, value_name = "PORT", value_parser = parse::publish)]
     publish: Vec<Ports>,
-    /// Network attachments; repeatable.
+    /// Network attachments: NETWORK, or name=NETWORK[,alias=ALIAS]...; repeatable.
     #[arg(long, value_name = "NETWORK")]
     network: Vec<String>,
     #[command(flatten)]

@@ -24,7 +24,10 @@ use bollard::models::{EndpointPortConfig, Node, Service, ServiceSpec};
 use bollard::query_parameters::{InspectServiceOptions, UpdateServiceOptions};
 
 use super::connect::Daemon;
+
 use super::update_version;
+pub(super) use parse::filter as parse_filter;
+pub(super) use spec::key_values;
 
 /// Docker's service subcommands; the two with all of a spec's flags are boxed, as they are
 /// far larger than the others.
@@ -128,7 +131,7 @@ async fn modify(
 }
 
 /// `--filter` pairs as the API's filter map.
-fn filter_map(pairs: &[(String, String)]) -> HashMap<String, Vec<String>> {
+pub(super) fn filter_map(pairs: &[(String, String)]) -> HashMap<String, Vec<String>> {
     let mut filters: HashMap<String, Vec<String>> = HashMap::new();
     for (name, value) in pairs {
         filters.entry(name.clone()).or_default().push(value.clone());

@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum as Protocol,
-    EndpointPortConfigPublishModeEnum as PublishMode, TaskSpecPlacementPreferences,
-    TaskSpecPlacementSpread,
+    EndpointPortConfigPublishModeEnum as PublishMode, NetworkAttachmentConfig,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread,
 };
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 
@@ -310,6 +310,43 @@ pub fn filter(value: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or("bad format of filter (expected name=value)")?;
     Ok((name.trim().to_lowercase(), value.trim().to_string()))
+}
+
+/// A `--network` value: a network's name or ID, or `name=NET[,alias=A]...[,driver-opt=K=V]...`.
+pub fn network(value: &str) -> Result<NetworkAttachmentConfig, String> {
+    if !value.contains('=') {
+        return Ok(NetworkAttachmentConfig {
+            target: Some(value.to_string()),
+            ..Default::default()
+        });
+    }
+    let mut attachment = NetworkAttachmentConfig::default();
+    for field in value.split(',') {
+        let (key, field_value) = field
+            .split_once('=')
+            .ok_or_else(|| format!("invalid field '{field}' must be a key=value pair"))?;
+        match key.trim().to_lowercase().as_str() {
+            "name" => attachment.target = Some(field_value.to_string()),
+            "alias" => attachment
+                .aliases
+                .get_or_insert_with(Vec::new)
+                .push(field_value.to_string()),
+            "driver-opt" => {
+                let (k, v) = field_value.split_once('=').ok_or_else(|| {
+                    format!("invalid key value pair format in driver options: {field_value}")
+                })?;
+                attachment
+                    .driver_opts
+                    .get_or_insert_with(Default::default)
+                    .insert(k.to_string(), v.to_string());
+            }
+            _ => return Err(format!("invalid field key {key}")),
+        }
+    }
+    if attachment.target.as_deref().is_none_or(str::is_empty) {
+        return Err(format!("network name/id is not specified: {value}"));
+    }
+    Ok(attachment)
 }
 
 /// A `service scale` argument, `SERVICE=REPLICAS`; the count is read later, so that a bad

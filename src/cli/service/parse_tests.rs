@@ -223,3 +223,22 @@ fn api_enums_parse_only_the_listed_values() {
             .is_err()
     );
 }
+
+#[test]
+fn networks_in_both_syntaxes() {
+    let short = network("mynet").unwrap();
+    assert_eq!(short.target.as_deref(), Some("mynet"));
+    assert_eq!(short.aliases, None);
+    let long = network("name=mynet,alias=web,alias=www,driver-opt=a=b").unwrap();
+    assert_eq!(long.target.as_deref(), Some("mynet"));
+    assert_eq!(long.aliases, Some(vec!["web".into(), "www".into()]));
+    assert_eq!(long.driver_opts.unwrap()["a"], "b");
+    assert_eq!(
+        network("alias=web").unwrap_err(),
+        "network name/id is not specified: alias=web"
+    );
+    assert_eq!(
+        network("name=x,colour=red").unwrap_err(),
+        "invalid field key colour"
+    );
+}

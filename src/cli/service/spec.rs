@@ -363,20 +363,21 @@ pub fn key_values(pairs: &[String]) -> HashMap<String, String> {
         .collect()
 }
 
-/// The attachments to the swarm networks `names` name (each an ID, ID prefix or name),
-/// resolved to IDs and sorted by them, as docker attaches a service.
-pub async fn networks(docker: &Docker, names: &[String]) -> Result<Vec<NetworkAttachmentConfig>> {
+/// The attachments the `--network` values `values` ask for (see [`parse::network`]), each
+/// network (an ID, ID prefix or name) resolved to its ID, sorted by them, as docker attaches a
+/// service.
+pub async fn networks(docker: &Docker, values: &[String]) -> Result<Vec<NetworkAttachmentConfig>> {
     let mut attachments = Vec::new();
-    for name in names {
+    for value in values {
+        let mut attachment = super::parse::network(value).map_err(anyhow::Error::msg)?;
         let options = InspectNetworkOptions {
             scope: Some("swarm".into()),
             ..Default::default()
         };
-        let network = docker.inspect_network(name, Some(options)).await?;
-        attachments.push(NetworkAttachmentConfig {
-            target: network.id,
-            ..Default::default()
-        });
+        let name = attachment.target.take().unwrap_or_default();
+        let network = docker.inspect_network(&name, Some(options)).await?;
+        attachment.target = network.id;
+        attachments.push(attachment);
     }
     attachments.sort_by(|a, b| a.target.cmp(&b.target));
     Ok(attachments)

@@ -96,23 +96,12 @@ impl Plan<'_> {
             generation: self.service.generation,
             spec: self.service.spec.task_template.clone().unwrap_or_default(),
             desired_state: TaskState::RUNNING,
+            // Every task waits for the allocator (its addresses); a global task then goes to
+            // the node it was made for, a replicated one to the node the scheduler picks.
             status: TaskStatus {
                 timestamp: Some(at),
-                // Global tasks are placed by the orchestrator; replicated ones wait for the
-                // allocator and the scheduler.
-                state: Some(if node.is_some() {
-                    TaskState::ASSIGNED
-                } else {
-                    TaskState::NEW
-                }),
-                message: Some(
-                    if node.is_some() {
-                        "assigned"
-                    } else {
-                        "created"
-                    }
-                    .into(),
-                ),
+                state: Some(TaskState::NEW),
+                message: Some("created".into()),
                 ..Default::default()
             },
             networks: Vec::new(),

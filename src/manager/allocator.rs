@@ -1,0 +1,300 @@
+//! The allocator: gives each new task one address on every overlay it attaches to and makes it
+//! pending, before the scheduler (or, for a global service's task, the node it was made for)
+//! takes it. Tasks that were told to stop before they reached a node are ended here, so that
+//! they release their addresses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use bollard::models::{TaskState, TaskStatus};
+use ipnetwork::Ipv4Network;
+
+use super::ipam::free_address;
+use crate::store::state::{publishes_through_mesh, rank};
+use crate::store::{Change, ClusterState, Network, Task, TaskNetwork};
+
+/// What the allocator changes in `state`, with `at` as the time of every status.
+pub fn allocate(state: &ClusterState, at: &str) -> Vec<Change> {
+    let status = |task_state, message: &str, err: Option<String>| TaskStatus {
+        timestamp: Some(at.to_string()),
+        state: Some(task_state),
+        message: Some(message.to_string()),
+        err,
+        ..Default::default()
+    };
+    let mut held: BTreeMap<&str, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    let mut changes = Vec::new();
+    for task in state.tasks.values() {
+        if task.desired_state != TaskState::RUNNING {
+            if !task.is_terminal() && rank(task.state()) < rank(TaskState::ASSIGNED) {
+                changes.push(Change::TaskStatus {
+                    task_id: task.id.clone(),
+                    status: status(TaskState::SHUTDOWN, "shutdown before assignment", None),
+                });
+            }
+            continue;
+        }
+        if task.state() != TaskState::NEW {
+            continue;
+        }
+        match addresses(state, task, &mut held) {
+            Ok(networks) => changes.push(Change::TaskAllocate {
+                task_id: task.id.clone(),
+                networks,
+                status: status(TaskState::PENDING, "pending task scheduling", None),
+            }),
+            // Say it once: the same reason again would only churn the log.
+            Err(reason) if task.status.err.as_deref() != Some(reason.as_str()) => {
+                changes.push(Change::TaskStatus {
+                    task_id: task.id.clone(),
+                    status: status(TaskState::NEW, "created", Some(reason)),
+                })
+            }
+            Err(_) => {}
+        }
+    }
+    changes
+}
+
+/// The networks `task` attaches to, each with the aliases it has there: the ingress network
+/// first when its service publishes ports through the routing mesh (as docker), then those of
+/// its spec. An unknown network is an error.
+pub fn wanted_networks<'a>(
+    state: &'a ClusterState,
+    task: &Task,
+) -> Result<Vec<(&'a Network, Vec<String>)>, String> {
+    let mut wanted: Vec<(&Network, Vec<String>)> = Vec::new();
+    let publishes = state
+        .services
+        .get(&task.service_id)
+        .is_some_and(publishes_through_mesh);
+    if publishes {
+        if let Some(ingress) = state.networks.values().find(|n| n.is_ingress()) {
+            wanted.push((ingress, Vec::new()));
+        }
+    }
+    for attachment in task.spec.networks.iter().flatten() {
+        let target = attachment.target.as_deref().unwrap_or_default();
+        let network = state
+            .network(target)
+            .ok_or_else(|| format!("network {target} not found"))?;
+        if wanted.iter().all(|(n, _)| n.id != network.id) {
+            wanted.push((network, attachment.aliases.clone().unwrap_or_default()));
+        }
+    }
+    Ok(wanted)
+}
+
+/// One free address for `task` on each network it wants, counting those in `held` (per
+/// network ID, filled from the state on first use and by every address handed out).
+fn addresses<'a>(
+    state: &'a ClusterState,
+    task: &Task,
+    held: &mut BTreeMap<&'a str, BTreeSet<Ipv4Addr>>,
+) -> Result<Vec<TaskNetwork>, String> {
+    let wanted = wanted_networks(state, task)?;
+    let mut chosen = Vec::new();
+    for (network, aliases) in &wanted {
+        let taken = held
+            .entry(network.id.as_str())
+            .or_insert_with(|| state.addresses_held(&network.id, None));
+        let ip = free_address(network, taken).map_err(|e| e.to_string())?;
+        chosen.push(TaskNetwork {
+            network_id: network.id.clone(),
+            address: Ipv4Network::new(ip, network.subnet.prefix())
+                .expect("a subnet's prefix length is valid"),
+            aliases: aliases.clone(),
+        });
+    }
+    // Only now, when the task gets all of them, do its addresses count as taken.
+    for ((network, _), attachment) in wanted.iter().zip(&chosen) {
+        held.entry(network.id.as_str())
+            .or_default()
+            .insert(attachment.address.ip());
+    }
+    Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::objects::Meta;
+    use crate::store::{Object, Proposal};
+    use bollard::models::{NetworkAttachmentConfig, NetworkCreateRequest, TaskSpec};
+
+    fn network(id: &str, subnet: &str) -> Network {
+        let subnet: Ipv4Network = subnet.parse().unwrap();
+        Network {
+            id: id.into(),
+            meta: Meta::default(),
+            spec: NetworkCreateRequest {
+                name: format!("net-{id}"),
+                ..Default::default()
+            },
+            gateway: super::super::ipam::gateway(subnet, None).unwrap(),
+            subnet,
+            vni: 4096 + id.len() as u32 + id.as_bytes()[0] as u32,
+            mtu: 1450,
+        }
+    }
+
+    fn task(id: &str, networks: &[&str]) -> Task {
+        Task {
+            id: id.into(),
+            meta: Meta::default(),
+            service_id: "svc".into(),
+            slot: 1,
+            node_id: None,
+            generation: 1,
+            spec: TaskSpec {
+                networks: Some(
+                    networks
+                        .iter()
+                        .map(|n| NetworkAttachmentConfig {
+                            target: Some(n.to_string()),
+                            aliases: Some(vec!["web".into()]),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            desired_state: TaskState::RUNNING,
+            status: TaskStatus {
+                state: Some(TaskState::NEW),
+                ..Default::default()
+            },
+            networks: Vec::new(),
+        }
+    }
+
+    fn state(networks: Vec<Network>, tasks: Vec<Task>) -> ClusterState {
+        let mut state = ClusterState::default();
+        for object in networks
+            .into_iter()
+            .map(Object::Network)
+            .chain(tasks.into_iter().map(Object::Task))
+        {
+            state.insert(object);
+        }
+        state
+    }
+
+    fn apply(state: &mut ClusterState, changes: Vec<Change>) {
+        state.apply(&Proposal { changes }, 9).unwrap();
+    }
+
+    /// Allocates and applies what the allocator decided.
+    fn step(state: &mut ClusterState) {
+        let changes = allocate(state, "now");
+        apply(state, changes);
+    }
+
+    fn address(state: &ClusterState, task: &str) -> Vec<String> {
+        state.tasks[task]
+            .networks
+            .iter()
+            .map(|n| n.address.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn tasks_get_distinct_lowest_addresses_and_become_pending() {
+        let mut s = state(
+            vec![network("a", "10.0.1.0/24")],
+            vec![task("t1", &["a"]), task("t2", &["a"]), task("t3", &[])],
+        );
+        let changes = allocate(&s, "now");
+        assert_eq!(changes.len(), 3);
+        apply(&mut s, changes);
+        assert_eq!(address(&s, "t1"), ["10.0.1.2/24"]);
+        assert_eq!(address(&s, "t2"), ["10.0.1.3/24"]);
+        assert!(address(&s, "t3").is_empty());
+        assert!(s.tasks.values().all(|t| t.state() == TaskState::PENDING));
+        assert_eq!(s.tasks["t1"].networks[0].aliases, ["web"]);
+        assert!(allocate(&s, "later").is_empty(), "allocated tasks stay so");
+    }
+
+    #[test]
+    fn ended_tasks_release_their_addresses() {
+        let mut s = state(vec![network("a", "10.0.1.0/24")], vec![task("t1", &["a"])]);
+        step(&mut s);
+        s.tasks.get_mut("t1").unwrap().status.state = Some(TaskState::FAILED);
+        s.insert(Object::Task(task("t2", &["a"])));
+        step(&mut s);
+        assert_eq!(address(&s, "t2"), ["10.0.1.2/24"]);
+    }
+
+    #[test]
+    fn an_unknown_network_or_a_full_one_leaves_the_task_new_and_says_why_once() {
+        let mut s = state(
+            vec![network("a", "10.0.1.0/30")],
+            vec![task("t1", &["a"]), task("t2", &["a"]), task("t3", &["zz"])],
+        );
+        step(&mut s);
+        assert_eq!(s.tasks["t1"].state(), TaskState::PENDING);
+        assert_eq!(s.tasks["t2"].state(), TaskState::NEW);
+        assert_eq!(
+            s.tasks["t2"].status.err.as_deref(),
+            Some("no available IPv4 addresses on network net-a")
+        );
+        assert_eq!(
+            s.tasks["t3"].status.err.as_deref(),
+            Some("network zz not found")
+        );
+        assert!(allocate(&s, "again").is_empty());
+    }
+
+    #[test]
+    fn the_store_skips_an_allocation_of_an_address_already_held() {
+        let mut s = state(
+            vec![network("a", "10.0.1.0/24")],
+            vec![task("t1", &["a"]), task("t2", &["a"])],
+        );
+        let stale = allocate(&s, "now");
+        // Two allocators that decided on the same state: only the first batch applies.
+        let t1_only: Vec<Change> = stale[..1].to_vec();
+        apply(&mut s, t1_only);
+        let conflicting = match &stale[0] {
+            Change::TaskAllocate {
+                networks, status, ..
+            } => Change::TaskAllocate {
+                task_id: "t2".into(),
+                networks: networks.clone(),
+                status: status.clone(),
+            },
+            other => panic!("unexpected {other:?}"),
+        };
+        apply(&mut s, vec![conflicting]);
+        assert_eq!(s.tasks["t2"].state(), TaskState::NEW);
+        assert!(s.tasks["t2"].networks.is_empty());
+        // Nor may a task be allocated twice, or out of the subnet.
+        let again = Change::TaskAllocate {
+            task_id: "t1".into(),
+            networks: Vec::new(),
+            status: TaskStatus::default(),
+        };
+        apply(&mut s, vec![again]);
+        assert_eq!(address(&s, "t1"), ["10.0.1.2/24"]);
+        let outside = Change::TaskAllocate {
+            task_id: "t2".into(),
+            networks: vec![TaskNetwork {
+                network_id: "a".into(),
+                address: "10.0.9.9/24".parse().unwrap(),
+                aliases: Vec::new(),
+            }],
+            status: TaskStatus::default(),
+        };
+        apply(&mut s, vec![outside]);
+        assert!(s.tasks["t2"].networks.is_empty());
+    }
+
+    #[test]
+    fn a_task_stopped_before_assignment_ends() {
+        let mut t = task("t1", &[]);
+        t.desired_state = TaskState::SHUTDOWN;
+        let mut s = state(Vec::new(), vec![t]);
+        step(&mut s);
+        assert_eq!(s.tasks["t1"].state(), TaskState::SHUTDOWN);
+    }
+}
