@@ -39,7 +39,7 @@ impl Fixture {
     }
 
     async fn start(&self, id: &str, spec: TaskSpecContainerSpec) {
-        patient("start", self.exec.start(id, &spec, "default-host"))
+        patient("start", self.exec.start(id, &spec, "default-host", None))
             .await
             .unwrap();
     }
@@ -388,7 +388,7 @@ async fn a_task_whose_shim_dies_is_killed_and_reported_lost() {
 async fn remove_kills_and_deletes_and_ids_are_unique() {
     let f = Fixture::new();
     f.start("doomed", spec("sleep", &["1008.25"])).await;
-    let again = f.exec.start("doomed", &spec("true", &[]), "h").await;
+    let again = f.exec.start("doomed", &spec("true", &[]), "h", None).await;
     assert!(
         matches!(again, Err(ExecError::AlreadyExists(_))),
         "{again:?}"
@@ -405,7 +405,7 @@ async fn remove_kills_and_deletes_and_ids_are_unique() {
         Err(ExecError::NotFound(_))
     ));
     assert!(matches!(
-        f.exec.start("../escape", &spec("true", &[]), "h").await,
+        f.exec.start("../escape", &spec("true", &[]), "h", None).await,
         Err(ExecError::InvalidTaskId(_))
     ));
 }
@@ -415,7 +415,7 @@ async fn a_shim_that_cannot_run_fails_the_start_and_leaves_no_task() {
     let f = Fixture::new();
     let exec = ProcessExecutor::with_shim(f.root.path().into(), "/no/such/shoal".into()).unwrap();
     let err = exec
-        .start("nostart", &spec("true", &[]), "h")
+        .start("nostart", &spec("true", &[]), "h", None)
         .await
         .unwrap_err();
     assert!(matches!(err, ExecError::Shim { .. }), "{err:?}");
