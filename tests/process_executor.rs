@@ -405,7 +405,9 @@ async fn remove_kills_and_deletes_and_ids_are_unique() {
         Err(ExecError::NotFound(_))
     ));
     assert!(matches!(
-        f.exec.start("../escape", &spec("true", &[]), "h", None).await,
+        f.exec
+            .start("../escape", &spec("true", &[]), "h", None)
+            .await,
         Err(ExecError::InvalidTaskId(_))
     ));
 }
