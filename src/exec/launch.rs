@@ -43,7 +43,7 @@ pub struct LaunchSpec {
     /// The hostname in the task's UTS namespace.
     pub hostname: String,
     /// A prepared network namespace (a namespace file such as a bind mount made by
-    /// `net::plumb::NetnsFile`) the task joins; `None` gives it a fresh one with only `lo`.
+    /// [`crate::net::plumb::NetnsFile`]) the task joins; `None` gives it a fresh one with only `lo`.
     /// Absent from the `spec.json` of tasks started before this field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<PathBuf>,

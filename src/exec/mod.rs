@@ -32,7 +32,7 @@ pub use process::ProcessExecutor;
 pub trait Executor: Send + Sync {
     /// Starts the task described by a service's container spec; `default_hostname` is used when
     /// the spec names none. `netns` is a prepared network namespace to run the task in (a bind
-    /// mounted namespace file, see `net::plumb::NetnsFile`, already attached to the task's
+    /// mounted namespace file, see [`crate::net::plumb::NetnsFile`], already attached to the task's
     /// networks, so the network is ready before the program starts); `None` gives the task a
     /// fresh one with only `lo`. Returns once the task runs (or has already failed to: see
     /// [`Executor::status`]).

@@ -42,17 +42,7 @@ pub struct NetnsFile {
 impl NetnsFile {
     /// Creates a new network namespace (with only `lo`, down) bound at `path`, which must not
     /// exist yet (`AlreadyExists`); its directory must exist.
-    ///
-    /// The directory is made a shared mount point first (once; as `ip netns add` does with
-    /// `/run/netns`): each task's mount namespace holds a copy of it, as a slave, so that
-    /// [`NetnsFile::remove`] unmounts those copies too and a removed namespace is freed at once
-    /// rather than when the last task started after it exits.
     pub fn create(path: &Path) -> io::Result<NetnsFile> {
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        share_mounts(dir)?;
         OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -87,6 +77,12 @@ impl NetnsFile {
 
     /// Unmounts and deletes the namespace file at `path`. Tolerant: a path that is not mounted
     /// (left over from a previous mount namespace) is just deleted, an absent one is fine.
+    ///
+    /// Every task's mount namespace is a copy of the daemon's, made when the task started, so it
+    /// holds a copy of each namespace file there was then; deleting the file detaches those
+    /// copies too (the kernel lazily unmounts mounts on an unlinked file in every mount
+    /// namespace), so the namespace is freed once no process is in it, not when the last task
+    /// started before the removal exits.
     pub fn remove(path: &Path) -> io::Result<()> {
         match umount2(path, MntFlags::MNT_DETACH) {
             Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
@@ -96,33 +92,6 @@ impl NetnsFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
-    }
-}
-
-/// Makes `dir` a mount point (a bind mount on itself) with shared propagation, if it is not yet.
-fn share_mounts(dir: &Path) -> io::Result<()> {
-    let shared = || {
-        mount(
-            None::<&str>,
-            dir,
-            None::<&str>,
-            MsFlags::MS_SHARED | MsFlags::MS_REC,
-            None::<&str>,
-        )
-    };
-    match shared() {
-        // Not a mount point yet.
-        Err(Errno::EINVAL) => {
-            mount(
-                Some(dir),
-                dir,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )?;
-            Ok(shared()?)
-        }
-        other => Ok(other?),
     }
 }
 
