@@ -37,9 +37,10 @@ pub struct Plumber {
 }
 
 impl Plumber {
-    /// A plumber for the current thread's network namespace. Must be called inside a tokio
-    /// runtime, on which the netlink connection is spawned; it ends when the last clone of the
-    /// plumber is dropped.
+    /// A plumber for the current thread's network namespace, which must be that of every thread
+    /// it is used from (it writes IPv6 sysctls of host-side devices from the calling thread): the
+    /// daemon's. Must be called inside a tokio runtime, on which the netlink connection is
+    /// spawned; the connection ends when the last clone of the plumber is dropped.
     pub fn new() -> Result<Plumber> {
         let (connection, handle, _) = rtnetlink::new_connection()
             .map_err(|e| PlumbError::new("opening an rtnetlink socket", e))?;
