@@ -1,7 +1,11 @@
 //! The process executor against real namespaces and real shims (the `shoal` binary cargo
-//! builds for these tests). Needs root: the tests fail, rather than skip, without it.
+//! builds for these tests). Needs root: the tests fail, rather than skip, without it (except the
+//! one that also plumbs a network, in a sandbox, which skips).
+
+mod sandbox;
 
 use std::future::Future;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +15,8 @@ use nix::unistd::Pid;
 use shoal::exec::{
     ExecError, Executor, ExitStatus, LogLine, LogOptions, LogStream, ProcessExecutor, TaskRunState,
 };
+use shoal::net::plumb::{Attachment, NetnsFile, Plumber};
+use shoal::net::routes::NetworkInfo;
 use tempfile::TempDir;
 
 /// A guard against hangs, not a timing assertion: anything here takes well under a second.
@@ -39,7 +45,7 @@ impl Fixture {
     }
 
     async fn start(&self, id: &str, spec: TaskSpecContainerSpec) {
-        patient("start", self.exec.start(id, &spec, "default-host"))
+        patient("start", self.exec.start(id, &spec, "default-host", None))
             .await
             .unwrap();
     }
@@ -388,7 +394,7 @@ async fn a_task_whose_shim_dies_is_killed_and_reported_lost() {
 async fn remove_kills_and_deletes_and_ids_are_unique() {
     let f = Fixture::new();
     f.start("doomed", spec("sleep", &["1008.25"])).await;
-    let again = f.exec.start("doomed", &spec("true", &[]), "h").await;
+    let again = f.exec.start("doomed", &spec("true", &[]), "h", None).await;
     assert!(
         matches!(again, Err(ExecError::AlreadyExists(_))),
         "{again:?}"
@@ -405,7 +411,9 @@ async fn remove_kills_and_deletes_and_ids_are_unique() {
         Err(ExecError::NotFound(_))
     ));
     assert!(matches!(
-        f.exec.start("../escape", &spec("true", &[]), "h").await,
+        f.exec
+            .start("../escape", &spec("true", &[]), "h", None)
+            .await,
         Err(ExecError::InvalidTaskId(_))
     ));
 }
@@ -415,7 +423,7 @@ async fn a_shim_that_cannot_run_fails_the_start_and_leaves_no_task() {
     let f = Fixture::new();
     let exec = ProcessExecutor::with_shim(f.root.path().into(), "/no/such/shoal".into()).unwrap();
     let err = exec
-        .start("nostart", &spec("true", &[]), "h")
+        .start("nostart", &spec("true", &[]), "h", None)
         .await
         .unwrap_err();
     assert!(matches!(err, ExecError::Shim { .. }), "{err:?}");
@@ -443,4 +451,95 @@ async fn long_lines_are_split_and_follow_ends_with_the_task() {
     let lengths: Vec<usize> = lines.iter().map(String::len).collect();
     assert_eq!(lengths, [16384, 16384, 40000 - 2 * 16384, 5]);
     assert_eq!(lines[3], "after");
+}
+
+#[test]
+fn a_task_runs_in_its_prepared_network_namespace() {
+    if !sandbox::have_root("a_task_runs_in_its_prepared_network_namespace") {
+        return;
+    }
+    // In a sandbox: the plumbing makes a bridge and a veth, which must not reach the host.
+    sandbox::run(|scratch| async move {
+        let network = NetworkInfo {
+            id: "n1".into(),
+            name: "execnet".into(),
+            vni: 4098,
+            subnet: "10.0.9.0/24".parse().unwrap(),
+            gateway: "10.0.9.1".parse().unwrap(),
+            mtu: 1450,
+        };
+        let ns = NetnsFile::create(&scratch.join("shoalp-task")).unwrap();
+        let attachment = Attachment {
+            task_id: "prepared".into(),
+            ifname: "eth0".into(),
+            network,
+            address: "10.0.9.2/24".parse().unwrap(),
+            default_route: true,
+        };
+        Plumber::new()
+            .unwrap()
+            .attach(ns.path(), &attachment)
+            .await
+            .unwrap();
+        let ns_inode = std::fs::metadata(ns.path()).unwrap().ino();
+
+        let root = tempfile::tempdir().unwrap();
+        let exec = executor(root.path());
+        let script = "readlink /proc/self/ns/net; \
+                      tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort; \
+                      ip -o -4 addr show dev eth0; ip -4 route show default";
+        patient(
+            "start",
+            exec.start("prepared", &sh(script), "h", Some(ns.path())),
+        )
+        .await
+        .unwrap();
+        let status = patient("wait", exec.wait("prepared")).await.unwrap();
+        let logs = exec.logs("prepared", &LogOptions::default()).await.unwrap();
+        assert!(status.success(), "{status:?} {logs:?}");
+        let out = texts(&logs);
+        assert_eq!(out[0], format!("net:[{ns_inode}]"), "{out:?}");
+        assert_eq!(out[1..3], ["eth0", "lo"], "{out:?}");
+        assert!(out[3].contains("inet 10.0.9.2/24"), "{out:?}");
+        assert!(
+            out[4].starts_with("default via 10.0.9.1 dev eth0"),
+            "{out:?}"
+        );
+
+        // While a task runs, its namespace is also reachable through its process.
+        let other = NetnsFile::create(&scratch.join("shoalp-other")).unwrap();
+        patient(
+            "start",
+            exec.start(
+                "sleeper",
+                &spec("sleep", &["1009.25"]),
+                "h",
+                Some(ns.path()),
+            ),
+        )
+        .await
+        .unwrap();
+        let netns = exec.netns_path("sleeper").await.unwrap();
+        let sleeper_inode = std::fs::metadata(&netns).unwrap().ino();
+        // The task's mount namespace holds a copy of every namespace file there was when it
+        // started; removing one (unlinking it) detaches the copy too, so that the namespace is
+        // freed at once, not when the last task started before the removal exits.
+        let mountinfo = netns.parent().unwrap().parent().unwrap().join("mountinfo");
+        let mounted = || {
+            std::fs::read_to_string(&mountinfo)
+                .unwrap()
+                .contains("shoalp-other")
+        };
+        let was_mounted = mounted();
+        NetnsFile::remove(other.path()).unwrap();
+        let still_mounted = mounted();
+        patient("remove", exec.remove("sleeper")).await.unwrap();
+        assert_eq!(sleeper_inode, ns_inode);
+        assert!(was_mounted);
+        assert!(
+            !still_mounted,
+            "a removed namespace file stays mounted in a task"
+        );
+        NetnsFile::remove(ns.path()).unwrap();
+    });
 }

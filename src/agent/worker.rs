@@ -124,7 +124,7 @@ impl Worker {
             );
             let spec = task.spec.container_spec.clone().unwrap_or_default();
             let hostname = task.id.get(..12).unwrap_or(&task.id).to_string();
-            if let Err(e) = self.executor.start(&task.id, &spec, &hostname).await {
+            if let Err(e) = self.executor.start(&task.id, &spec, &hostname, None).await {
                 let err = e.to_string();
                 return self.report(
                     &task.id,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use bollard::models::TaskSpecContainerSpec;
 use nix::errno::Errno;
 use nix::mount::{MsFlags, mount};
-use nix::sched::{CloneFlags, unshare};
+use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::prctl;
 use nix::sys::signal::{SigHandler, SigSet, Signal, signal};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
@@ -42,6 +42,11 @@ pub struct LaunchSpec {
     pub dir: PathBuf,
     /// The hostname in the task's UTS namespace.
     pub hostname: String,
+    /// A prepared network namespace (a namespace file such as a bind mount made by
+    /// [`crate::net::plumb::NetnsFile`]) the task joins; `None` gives it a fresh one with only `lo`.
+    /// Absent from the `spec.json` of tasks started before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
 }
 
 /// The program an image reference names: the docker CLI resolves `sleep` to `sleep:latest` (or
@@ -125,6 +130,7 @@ impl LaunchSpec {
             env,
             dir,
             hostname: hostname.to_owned(),
+            netns: None,
         };
         // Everything ends up in C strings for execve: catch a NUL now, with a clear message,
         // rather than as a failed task.
@@ -226,8 +232,15 @@ fn setup_and_exec(spec: &LaunchSpec, fds: &ChildFds) -> Result<Infallible, Failu
     dup2_stderr(&fds.stderr).map_err(|e| Failure::setup("redirecting stderr", e))?;
     reset_signals().map_err(|e| Failure::setup("resetting signal handling", e))?;
 
-    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS)
-        .map_err(|e| Failure::setup("creating the network, UTS and mount namespaces", e))?;
+    // The network namespace is joined (a prepared one, already attached to the task's networks)
+    // or made, before the mount namespace: the namespace file is a mount of the shim's.
+    match &spec.netns {
+        Some(path) => join_netns(path)?,
+        None => unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Failure::setup("creating the network namespace", e))?,
+    }
+    unshare(CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Failure::setup("creating the UTS and mount namespaces", e))?;
     // Slave, not private: the task's mounts stay in the task, while the host's unmounts still
     // reach the task's copy of the host tree where the host's mounts are shared, as under
     // systemd (a private copy would keep unmounted filesystems busy while the task runs).
@@ -250,7 +263,8 @@ fn setup_and_exec(spec: &LaunchSpec, fds: &ChildFds) -> Result<Infallible, Failu
     .map_err(|e| Failure::setup("mounting /proc", e))?;
     sethostname(&spec.hostname)
         .map_err(|e| Failure::setup(&format!("setting the hostname {:?}", spec.hostname), e))?;
-    // A fresh network namespace has `lo` down; programs expect localhost to work.
+    // A fresh network namespace has `lo` down; programs expect localhost to work. (A prepared
+    // one normally has it up already: setting it again is harmless.)
     loopback_up().map_err(|e| Failure::setup("bringing up lo", io_errno(&e)))?;
     chdir(&spec.dir)
         .map_err(|e| Failure::setup(&format!("chdir to working directory {:?}", spec.dir), e))?;
@@ -272,6 +286,13 @@ fn setup_and_exec(spec: &LaunchSpec, fds: &ChildFds) -> Result<Infallible, Failu
         },
         message: format!("exec: {:?}: {}", spec.program, describe(errno)),
     })
+}
+
+/// Moves this process into the network namespace named by the file at `path`.
+fn join_netns(path: &Path) -> Result<(), Failure> {
+    let what = || format!("joining the network namespace {}", path.display());
+    let file = File::open(path).map_err(|e| Failure::setup(&what(), io_errno(&e)))?;
+    setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| Failure::setup(&what(), e))
 }
 
 /// Finds `program` the way execvp would, but in the task's `PATH` rather than the shim's, with
@@ -448,6 +469,19 @@ mod tests {
             failure.message,
             "exec: \"no-such-program-here\": executable file not found in $PATH"
         );
+    }
+
+    #[test]
+    fn a_spec_json_from_before_prepared_namespaces_still_reads() {
+        let old = r#"{"program":"sleep","args":["1"],"env":[],"dir":"/","hostname":"h"}"#;
+        let spec: LaunchSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(spec.netns, None);
+        let prepared = LaunchSpec {
+            netns: Some("/var/lib/shoal/netns/t1".into()),
+            ..spec
+        };
+        let json = serde_json::to_string(&prepared).unwrap();
+        assert_eq!(serde_json::from_str::<LaunchSpec>(&json).unwrap(), prepared);
     }
 
     #[test]

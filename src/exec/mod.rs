@@ -12,7 +12,7 @@ pub mod shim;
 mod taskdir;
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use bollard::models::TaskSpecContainerSpec;
@@ -31,13 +31,17 @@ pub use process::ProcessExecutor;
 /// `dyn Executor`.
 pub trait Executor: Send + Sync {
     /// Starts the task described by a service's container spec; `default_hostname` is used when
-    /// the spec names none. Returns once the task runs (or has already failed to: see
+    /// the spec names none. `netns` is a prepared network namespace to run the task in (a bind
+    /// mounted namespace file, see [`crate::net::plumb::NetnsFile`], already attached to the task's
+    /// networks, so the network is ready before the program starts); `None` gives the task a
+    /// fresh one with only `lo`. Returns once the task runs (or has already failed to: see
     /// [`Executor::status`]).
     fn start<'a>(
         &'a self,
         task_id: &'a str,
         spec: &'a TaskSpecContainerSpec,
         default_hostname: &'a str,
+        netns: Option<&'a Path>,
     ) -> BoxFuture<'a, Result<(), ExecError>>;
 
     /// Where the task is in its life, as far as this node can tell now.

@@ -282,9 +282,13 @@ impl Executor for ProcessExecutor {
         task_id: &'a str,
         spec: &'a TaskSpecContainerSpec,
         default_hostname: &'a str,
+        netns: Option<&'a Path>,
     ) -> BoxFuture<'a, Result<(), ExecError>> {
         Box::pin(async move {
-            let launch = LaunchSpec::from_container_spec(spec, default_hostname)?;
+            let launch = LaunchSpec {
+                netns: netns.map(Path::to_path_buf),
+                ..LaunchSpec::from_container_spec(spec, default_hostname)?
+            };
             self.launch(task_id, &launch).await
         })
     }

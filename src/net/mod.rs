@@ -4,4 +4,5 @@
 //! Nothing under `net` imports the control plane: the data plane works from [`routes::RouteTable`]
 //! snapshots, plain data that tests can build by hand.
 
+pub mod plumb;
 pub mod routes;
