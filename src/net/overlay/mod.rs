@@ -8,6 +8,8 @@
 //! comes from the RouteTable compiled into a forwarding database ([`fdb`]). [`Engine`] runs it
 //! all on one thread per TAP queue.
 
+#![warn(missing_docs)]
+
 pub mod arp;
 pub mod checksum;
 pub mod coalesce;
