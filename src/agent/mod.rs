@@ -130,7 +130,12 @@ async fn poll_routes(addr: &str, tls: &Tls, network: &NodeNetwork) -> String {
             Ok(Response::Routes(update)) => {
                 known = update.tag;
                 if update.reset || !update.changes.is_empty() {
-                    network.update(update.reset, &update.changes);
+                    let updated = network
+                        .update(update.reset, &update.changes, update.data_path_port)
+                        .await;
+                    if let Err(e) = updated {
+                        tracing::error!("cannot set up this node's overlays: {e:#}");
+                    }
                 }
             }
             Ok(Response::Failed(failure)) => return failure.to_string(),

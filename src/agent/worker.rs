@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use bollard::models::{ContainerStatus, TaskState, TaskStatus};
 use tokio::sync::mpsc;
 
+use super::NodeNetwork;
 use crate::exec::{Executor, ExitStatus, TaskRunState};
 use crate::rpc::proto::{Assignment, StatusReport};
 use crate::store::objects::timestamp;
@@ -23,6 +24,7 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// This node's tasks and the executor that runs them.
 pub struct Worker {
     executor: Arc<dyn Executor>,
+    network: Arc<NodeNetwork>,
     reports: mpsc::UnboundedSender<StatusReport>,
     tasks: Mutex<HashMap<String, Local>>,
 }
@@ -36,13 +38,16 @@ struct Local {
 }
 
 impl Worker {
-    /// A worker running tasks with `executor`; it sends status reports into `reports`.
+    /// A worker running tasks with `executor`, attached to their overlays through `network`;
+    /// it sends status reports into `reports`.
     pub fn new(
         executor: Arc<dyn Executor>,
+        network: Arc<NodeNetwork>,
         reports: mpsc::UnboundedSender<StatusReport>,
     ) -> Arc<Worker> {
         Arc::new(Worker {
             executor,
+            network,
             reports,
             tasks: Mutex::new(HashMap::new()),
         })
@@ -124,7 +129,24 @@ impl Worker {
             );
             let spec = task.spec.container_spec.clone().unwrap_or_default();
             let hostname = task.id.get(..12).unwrap_or(&task.id).to_string();
-            if let Err(e) = self.executor.start(&task.id, &spec, &hostname, None).await {
+            let netns = match self.network.prepare(task, &assignment.networks).await {
+                Ok(netns) => netns,
+                Err(e) => {
+                    let err = format!("{e:#}");
+                    return self.report(
+                        &task.id,
+                        status(TaskState::REJECTED, "preparing", Some(err), None),
+                    );
+                }
+            };
+            let started = self
+                .executor
+                .start(&task.id, &spec, &hostname, netns.as_deref())
+                .await;
+            if let Some(netns) = &netns {
+                self.network.started(netns);
+            }
+            if let Err(e) = started {
                 let err = e.to_string();
                 return self.report(
                     &task.id,

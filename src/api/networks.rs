@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::body::{Filters, JsonBody};
 use super::error::{ApiError, ApiResult};
 use crate::daemon::Daemon;
+use crate::daemon::swarm::SwarmError;
 use crate::manager::ipam::{self, IpamError, VXLANID_OPTION};
+use crate::net::overlay::{EngineDrops, NetworkStats};
 use crate::pki;
 use crate::store::{ClusterState, Kind, Network, Object, ObjectKey, Proposal, TaskNetwork};
 
@@ -391,14 +393,84 @@ fn matches(network: &Network, filters: &Filters) -> bool {
         })
 }
 
-/// `GET /networks/{id}`
+/// `GET /networks/{id}`: the network, with what this node's data plane knows of it: its
+/// endpoints here (`Containers`), the nodes it reaches them on (`Peers`), as docker shows them for
+/// an overlay, and the overlay engine's counters for it (`Counters`, shoal's own).
 pub async fn inspect(
     State(daemon): State<Arc<Daemon>>,
     Path(reference): Path<String>,
-) -> ApiResult<Json<NetworkView>> {
+) -> ApiResult<Json<LocalNetworkView>> {
     let manager = super::manager(&daemon).await?;
+    let node = daemon.swarm().await.ok_or(SwarmError::NotInSwarm)?;
+    let counters = node.network.counters().await;
+    let table = node.network.table();
     let applied = manager.store.read();
-    Ok(Json(view(find(&applied.state, &reference)?)))
+    let network = find(&applied.state, &reference)?;
+    let mut view = view(network);
+    let routes = table.networks.get(&network.id);
+    let endpoints = routes.map(|r| r.endpoints.values()).into_iter().flatten();
+    let mut containers = BTreeMap::new();
+    let mut peers = BTreeMap::new();
+    for endpoint in endpoints {
+        if endpoint.node_id == node.node_id {
+            let name = applied
+                .state
+                .tasks
+                .get(&endpoint.task_id)
+                .map(|t| format!("{}.{}", super::tasks::task_name(&applied.state, t), t.id))
+                .unwrap_or_default();
+            let prefix = network.subnet.prefix();
+            let mac = endpoint.mac.map(|b| format!("{b:02x}")).join(":");
+            containers.insert(
+                endpoint.task_id.clone(),
+                serde_json::json!({
+                    "Name": name,
+                    "EndpointID": endpoint.task_id,
+                    "MacAddress": mac,
+                    "IPv4Address": format!("{}/{prefix}", endpoint.address),
+                    "IPv6Address": "",
+                }),
+            );
+        }
+        if let Some(ip) = table.nodes.get(&endpoint.node_id) {
+            let name = applied
+                .state
+                .nodes
+                .get(&endpoint.node_id)
+                .and_then(|n| n.description.hostname.clone())
+                .unwrap_or_else(|| endpoint.node_id.clone());
+            peers.insert(*ip, name);
+        }
+    }
+    view.containers = Some(containers);
+    let peers = peers
+        .into_iter()
+        .map(|(ip, name)| serde_json::json!({ "Name": name, "IP": ip.to_string() }))
+        .collect();
+    Ok(Json(LocalNetworkView {
+        network: view,
+        peers,
+        counters: counters
+            .as_ref()
+            .and_then(|c| c.networks.get(&network.id).copied()),
+        unattributed_drops: counters.map(|c| c.drops),
+    }))
+}
+
+/// A network as this node sees it (see [`inspect`]).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LocalNetworkView {
+    #[serde(flatten)]
+    network: NetworkView,
+    /// The nodes with endpoints on the network, `{Name, IP}` as docker shows them.
+    peers: Vec<serde_json::Value>,
+    /// The overlay engine's counters for the network on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counters: Option<NetworkStats>,
+    /// Datagrams this node dropped before they could be tied to a network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unattributed_drops: Option<EngineDrops>,
 }
 
 /// `DELETE /networks/{id}`: refused while a service or a task uses the network (the store

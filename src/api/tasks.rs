@@ -84,7 +84,7 @@ fn matches(state: &ClusterState, task: &Task, filters: &Filters) -> bool {
 }
 
 /// Docker's task name: `<service>.<slot>` or, for a global service, `<service>.<node ID>`.
-fn task_name(state: &ClusterState, task: &Task) -> String {
+pub(super) fn task_name(state: &ClusterState, task: &Task) -> String {
     let service = state
         .services
         .get(&task.service_id)

@@ -51,6 +51,10 @@ pub struct DaemonArgs {
     /// daemons inside a test binary point it at the real `shoal`.
     #[arg(long, hide = true)]
     pub shim: Option<PathBuf>,
+    /// Follow route tables but build no devices and run no overlay engine: for tests that run
+    /// several nodes in one network namespace.
+    #[arg(long, hide = true)]
+    pub no_data_plane: bool,
 }
 
 /// What every API handler shares: this node's configuration and its swarm membership.
@@ -140,6 +144,7 @@ pub async fn run_until(
         data_dir: args.data_dir,
         hostname,
         executor,
+        data_plane: !args.no_data_plane,
     };
     let membership = swarm::restore(&host).await?;
     if let Some(node) = &membership {

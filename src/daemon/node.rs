@@ -221,7 +221,7 @@ impl SwarmNode {
         let (events, mut received) = mpsc::channel(8);
         let (reports, reported) = mpsc::unbounded_channel();
         let config = AgentConfig {
-            worker: Worker::new(self.executor.clone(), reports),
+            worker: Worker::new(self.executor.clone(), self.network.clone(), reports),
             network: self.network.clone(),
             certificates_dir: certificates_dir(&self.data_dir),
             tls: self.tls.clone(),
@@ -273,6 +273,8 @@ pub struct Host {
     pub hostname: String,
     /// Runs the node's tasks.
     pub executor: Arc<dyn Executor>,
+    /// Whether this node carries overlay traffic (builds devices, runs the engine).
+    pub data_plane: bool,
 }
 
 /// The parts every way into a swarm shares.
@@ -288,6 +290,12 @@ pub(super) struct Membership {
 pub(super) fn node_from(host: &Host, membership: Membership) -> anyhow::Result<Arc<SwarmNode>> {
     let cluster_id = NodeIdentity::from_cert_pem(&membership.credentials.cert_pem)?.cluster_id;
     let tls = Arc::new(Tls::new(&membership.credentials, &cluster_id)?);
+    let network = NodeNetwork::new(
+        &membership.node_id,
+        membership.advertise_ip,
+        host.data_dir.join("netns"),
+        host.data_plane,
+    );
     Ok(Arc::new(SwarmNode {
         node_id: membership.node_id,
         advertise_ip: membership.advertise_ip,
@@ -298,7 +306,7 @@ pub(super) fn node_from(host: &Host, membership: Membership) -> anyhow::Result<A
         tls,
         manager: RwLock::new(None),
         managers: Mutex::new(membership.managers),
-        network: NodeNetwork::new(),
+        network,
         background: Background::default(),
     }))
 }

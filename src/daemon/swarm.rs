@@ -395,6 +395,7 @@ pub async fn leave(node: &SwarmNode, force: bool) -> Result<(), SwarmError> {
             tracing::warn!(task = %task_id, "cannot remove a task of the swarm this node left: {e}");
         }
     }
+    node.network.leave().await;
     // The marker goes first: from here on a crash leaves only leftovers that restore() removes.
     std::fs::remove_file(state_file(data_dir)).map_err(anyhow::Error::from)?;
     remove_dir(&swarm_dir(data_dir))?;
@@ -413,6 +414,7 @@ mod tests {
             data_dir: dir.to_path_buf(),
             hostname: "h1".into(),
             executor: Arc::new(executor),
+            data_plane: false,
         }
     }
 

@@ -67,6 +67,8 @@ impl TestNode {
             executor: ExecutorChoice::Process,
             docker_host: "unix:///nonexistent".into(),
             shim: Some(env!("CARGO_BIN_EXE_shoal").into()),
+            // Many nodes share this namespace: they follow route tables but build no devices.
+            no_data_plane: true,
         };
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(shoal::daemon::run_until(args, async {

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use serde::Serialize;
+
 /// Why a frame of a known network was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetworkDrop {
@@ -77,7 +79,7 @@ impl NetworkCounters {
 
 /// One network's counters at one moment. "rx" is from the overlay to the TAP, "tx" from the
 /// TAP to the overlay, both in inner frames (a TSO super-frame counts its segments).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct NetworkStats {
     /// Frames written to the TAP.
     pub rx_packets: u64,
@@ -92,7 +94,7 @@ pub struct NetworkStats {
 }
 
 /// Drops of one network by reason (see [`NetworkDrop`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct NetworkDrops {
     /// See [`NetworkDrop::LocalDestination`].
     pub local_destination: u64,
@@ -149,7 +151,7 @@ impl EngineDropCounters {
 }
 
 /// Engine-wide drops at one moment, in datagrams (see [`EngineDrop`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct EngineDrops {
     /// See [`EngineDrop::NotClusterNode`].
     pub not_cluster_node: u64,
