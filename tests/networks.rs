@@ -102,6 +102,18 @@ async fn tasks_get_distinct_addresses_that_are_released_with_their_service() {
     .await;
     let running = cluster.running_per_node(0, "web").await;
     assert_eq!(running.len(), 2, "both nodes run tasks: {running:?}");
+    // The manager's agent got its route table over its dispatcher session: both nodes are
+    // peers on appnet, and its own tasks are its containers there.
+    eventually(
+        "the manager's route table has both nodes' endpoints",
+        || async {
+            let network = cluster.get_json(0, "/networks/appnet").await;
+            let peers = network["Peers"].as_array().map_or(0, Vec::len);
+            let local = network["Containers"].as_object().map_or(0, |c| c.len());
+            peers == 2 && local >= 1
+        },
+    )
+    .await;
 
     let in_use = client
         .remove_network("appnet")

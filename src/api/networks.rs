@@ -439,13 +439,13 @@ pub async fn inspect(
                 .get(&endpoint.node_id)
                 .and_then(|n| n.description.hostname.clone())
                 .unwrap_or_else(|| endpoint.node_id.clone());
-            peers.insert(*ip, name);
+            peers.insert((*ip, endpoint.node_id.clone()), name);
         }
     }
     view.containers = Some(containers);
     let peers = peers
         .into_iter()
-        .map(|(ip, name)| serde_json::json!({ "Name": name, "IP": ip.to_string() }))
+        .map(|((ip, _), name)| serde_json::json!({ "Name": name, "IP": ip.to_string() }))
         .collect();
     Ok(Json(LocalNetworkView {
         network: view,
