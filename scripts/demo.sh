@@ -52,9 +52,25 @@ dk 1 info | swarm_section
 
 # A replicated service: 8 tasks spread 2 per node. With the embedded process executor the
 # image names a program on the host, run in its own namespaces.
-dk 1 service create --name hello --replicas 8 --stop-grace-period 1s sh -c 'echo hello from $(hostname); sleep infinity'
+dk 1 network create -d overlay demo
+# shellcheck disable=SC2016 # expanded by the task's shell
+dk 1 service create --name hello --replicas 8 --network demo --stop-grace-period 1s \
+  sh -c 'echo hello from $(hostname) at $(ip -o -4 addr show eth0 | cut -d" " -f7); sleep infinity'
 dk 1 service ps hello
 dk 1 service logs hello
+dk 1 network inspect demo --format '{{range .Peers}}{{.Name}} {{.IP}}{{println}}{{end}}'
+
+# Two tasks on different hosts talk over the userspace VXLAN overlay: enter the
+# first task's network namespace and ping the last task's overlay address.
+task() { docker -H "unix://$SOCK" inspect --type task "$1" --format "$2"; }
+mapfile -t tasks < <(docker -H "unix://$SOCK" service ps hello -q --filter desired-state=running)
+first=${tasks[0]} node=$(task "${tasks[0]}" '{{.NodeID}}')
+for last in "${tasks[@]}"; do [[ $(task "$last" '{{.NodeID}}') == "$node" ]] || break; done
+pid=$(task "$first" '{{.Status.ContainerStatus.PID}}')
+host=$(docker -H "unix://$SOCK" node inspect "$node" --format '{{.Description.Hostname}}')
+target=$(task "$last" '{{range .NetworksAttachments}}{{range .Addresses}}{{.}}{{end}}{{end}}')
+echo "\$ (in task $first on $host) busybox ping -c 3 ${target%/*}" >&2
+lab exec "${host#h}" nsenter --target "$pid" --net busybox ping -c 3 "${target%/*}"
 
 $DOWN && exit 0
 prefix=''

@@ -138,7 +138,10 @@ impl NodeNetwork {
         task: &Task,
         networks: &[NetworkInfo],
     ) -> anyhow::Result<()> {
-        let plumber = self.devices.lock().await.plumber()?;
+        // One plumbing job at a time on this node: tasks starting together would otherwise race
+        // to make (and tidy) the same bridge.
+        let mut devices = self.devices.lock().await;
+        let plumber = devices.plumber()?;
         for (index, attachment) in task.networks.iter().enumerate() {
             let network = networks
                 .iter()
