@@ -378,7 +378,12 @@ impl Worker {
                 self.drain_socket();
             }
             for i in 2..self.pollfds.len() {
-                if self.pollfds[i].revents != 0 {
+                let revents = self.pollfds[i].revents;
+                if revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                    // The port broke (its device was deleted under us): stop polling it until
+                    // the next table, rather than spin on an error that stays.
+                    self.pollfds[i].fd = -1;
+                } else if revents != 0 {
                     self.drain_port(self.polled_networks[i - 2]);
                 }
             }

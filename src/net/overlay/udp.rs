@@ -70,14 +70,6 @@ impl UnderlaySocket {
         self.socket.as_raw_fd()
     }
 
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket
-            .local_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::other("not an IP socket"))
-    }
-
     /// Sends `buf`, a run of datagrams of `segment_len` bytes (the last possibly shorter), to
     /// `to`, in as few `sendmsg` calls as GSO allows.
     pub fn send_run(&mut self, buf: &[u8], segment_len: usize, to: &SockAddr) -> io::Result<()> {
