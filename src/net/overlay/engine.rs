@@ -340,8 +340,9 @@ impl Worker {
             wake,
             pollfds: Vec::new(),
             polled_networks: Vec::new(),
-            // Headroom for a VXLAN header in front of the frame, and the largest super-frame.
-            port_buffer: vec![0; VNET_HEADER_LEN + MAX_SUPER_FRAME].into_boxed_slice(),
+            // Headroom for a VXLAN header in front of the frame, the largest super-frame, and
+            // one byte more to tell a frame that fills the buffer from one that was cut.
+            port_buffer: vec![0; VNET_HEADER_LEN + MAX_SUPER_FRAME + 1].into_boxed_slice(),
             segment_buffer: vec![0; SEGMENT_BUFFER].into_boxed_slice(),
             udp_buffer: vec![0; 65536].into_boxed_slice(),
             coalescer: Coalescer::new(),
@@ -434,6 +435,11 @@ impl Worker {
                 Err(_) => return, // drained (EAGAIN) or the port is going away
             };
             let end = read_at + len;
+            if end == self.port_buffer.len() {
+                // Filled to the brim: the frame was probably cut short.
+                counters.dropped(NetworkDrop::Malformed, 1);
+                continue;
+            }
             let vnet = if port.has_vnet_header() {
                 match VnetHeader::parse(&self.port_buffer[..end]) {
                     Ok(vnet) => vnet,

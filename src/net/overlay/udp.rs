@@ -154,7 +154,7 @@ impl UnderlaySocket {
                 Err(e)
             };
         }
-        let len = n as usize;
+        let mut len = n as usize;
         let mut segment_len = len;
         // SAFETY: the kernel filled `msg_control` with well-formed cmsgs, walked with the
         // libc macros; the UDP_GRO payload is an int.
@@ -170,6 +170,10 @@ impl UnderlaySocket {
                 }
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
+        }
+        if msg.msg_flags & libc::MSG_TRUNC != 0 {
+            // The buffer was too small: keep only the datagrams that arrived whole.
+            len -= len % segment_len.max(1);
         }
         // SAFETY: the kernel wrote `msg_namelen` bytes of a valid address.
         let source = unsafe { SockAddr::new(source.assume_init(), msg.msg_namelen) };
