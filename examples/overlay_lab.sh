@@ -1,8 +1,9 @@
 #!/bin/sh
-# One TCP stream (iperf3, 10 s) between two tasks on two hosts, over shoal's userspace overlay
-# and, in the same run, over kernel VXLAN, with the ratio. Everything lives in namespaces named
-# shoalx-*, deleted at the end: hosts h1 and h2 joined by a veth underlay (MTU 1500), a bridge
-# per host, a task namespace per host on the bridge (MTU 1450). Needs root.
+# TCP (iperf3, 10 s, STREAMS streams, 1 by default) between two tasks on two hosts, over
+# shoal's userspace overlay and, in the same run, over kernel VXLAN, with the ratio. Everything
+# lives in namespaces named shoalx-*, deleted at the end: hosts h1 and h2 joined by a veth
+# underlay (MTU 1500), a bridge per host, a task namespace per host on the bridge (MTU 1450).
+# QUEUES: engine threads (TAP queues), 0 = one per core. Needs root.
 set -eu
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/examples/overlay_node}
 QUEUES=${QUEUES:-0}
@@ -31,7 +32,7 @@ setup() {
 measure() {
     ip netns exec shoalx-t2 iperf3 -s -1 -D
     sleep 0.3
-    ip netns exec shoalx-t1 iperf3 -c 10.0.1.3 -t 10 -J | python3 -c \
+    ip netns exec shoalx-t1 iperf3 -c 10.0.1.3 -t 10 -P ${STREAMS:-1} -J | python3 -c \
         'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
 

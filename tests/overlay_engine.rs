@@ -372,6 +372,12 @@ fn two_queues_per_engine_carry_it_too() {
 }
 
 #[test]
+fn the_engine_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Engine>();
+}
+
+#[test]
 fn bad_datagrams_are_dropped_and_counted() {
     let (port, [(engine_a, _fds_a), (_engine_b, _fds_b)]) = two_engines(false, 1);
     let target = SocketAddr::from(([127, 0, 0, 1], port));
