@@ -144,6 +144,9 @@ impl Engine {
         };
         for index in 0..queues {
             let socket = UnderlaySocket::bind(config.listen)?;
+            if index == 0 && queues > 1 {
+                socket.spread_by_inner_flow(queues as u32)?;
+            }
             let wake = Arc::new(eventfd()?);
             let mut worker = Worker::new(index, shared.clone(), socket, wake.clone());
             let thread = std::thread::Builder::new()

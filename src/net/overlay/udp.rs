@@ -65,6 +65,49 @@ impl UnderlaySocket {
         Ok(UnderlaySocket { socket, gso: true })
     }
 
+    /// Makes the kernel hand each datagram of this socket's `SO_REUSEPORT` group to socket
+    /// number (inner TCP/UDP ports mod `sockets`), in binding order, rather than by the outer
+    /// 4-tuple: between two nodes that tuple is the same for every flow, which would put all
+    /// of a peer's traffic on one thread. Reads the ports at their offset for an untagged
+    /// IPv4 frame without options; other frames land on whatever socket those bytes pick.
+    pub fn spread_by_inner_flow(&self, sockets: u32) -> io::Result<()> {
+        /// `SO_ATTACH_REUSEPORT_CBPF` (asm-generic; libc exports it for Android only).
+        const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+        /// The inner ports: VXLAN header, Ethernet header, IPv4 header.
+        const INNER_PORTS: u32 = 8 + 14 + 20;
+        let op = |code: u32, k: u32| libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        // The program sees the datagram from the UDP payload on; a load past its end
+        // returns 0, i.e. the first socket.
+        let mut program = [
+            op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, INNER_PORTS),
+            op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, sockets.max(1)),
+            op(libc::BPF_RET | libc::BPF_A, 0),
+        ];
+        let fprog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_mut_ptr(),
+        };
+        // SAFETY: the option reads a `sock_fprog` whose program outlives the call.
+        let result = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_ATTACH_REUSEPORT_CBPF,
+                (&fprog as *const libc::sock_fprog).cast(),
+                size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// The descriptor, for polling.
     pub fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
