@@ -114,7 +114,8 @@ impl PortOpener for PairOpener {
 /// A smoltcp device over the test's end of a port. With virtio-net headers it does what the
 /// kernel does with a TAP: super-frames it receives are segmented, checksums completed.
 struct PortDevice {
-    fd: OwnedFd,
+    /// The test's end of every queue: frames may come out of any, go in through the first.
+    fds: Vec<OwnedFd>,
     vnet_header: bool,
     pending: VecDeque<Vec<u8>>,
     super_frames: usize,
@@ -123,11 +124,13 @@ struct PortDevice {
 impl PortDevice {
     fn fill(&mut self) {
         let mut buf = vec![0u8; 70_000];
-        // SAFETY: `buf` is valid for writes of its length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n <= 0 {
+        let Some(n) = self.fds.iter().find_map(|fd| {
+            // SAFETY: `buf` is valid for writes of its length.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            (n > 0).then_some(n)
+        }) else {
             return;
-        }
+        };
         let buf = &mut buf[..n as usize];
         if !self.vnet_header {
             self.pending.push_back(buf.to_vec());
@@ -201,7 +204,7 @@ impl Device for PortDevice {
 impl PortDevice {
     fn tx(&self) -> Tx<'_> {
         Tx {
-            fd: self.fd.as_raw_fd(),
+            fd: self.fds[0].as_raw_fd(),
             vnet_header: self.vnet_header,
             _device: std::marker::PhantomData,
         }
@@ -217,9 +220,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts engines for nodes a and b and installs the table; returns them with the test's end
-/// of each one's port.
-fn two_engines(vnet_header: bool) -> (u16, [(Engine, OwnedFd); 2]) {
+/// Starts engines for nodes a and b with `queues` queues and installs the table; returns them
+/// with the test's ends of each one's port.
+fn two_engines(vnet_header: bool, queues: usize) -> (u16, [(Engine, Vec<OwnedFd>); 2]) {
     let port = free_port();
     let table = Arc::new(table());
     let start = |node: &str, last: u8| {
@@ -230,12 +233,13 @@ fn two_engines(vnet_header: bool) -> (u16, [(Engine, OwnedFd); 2]) {
         let config = EngineConfig {
             local_node: node.into(),
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), port),
-            queues: 1,
+            queues,
         };
         let engine = Engine::start_with(config, opener.clone()).unwrap();
         engine.install(table.clone()).unwrap();
-        let far_end = opener.far_ends.lock().unwrap().pop().unwrap();
-        (engine, far_end)
+        let far_ends = std::mem::take(&mut *opener.far_ends.lock().unwrap());
+        assert_eq!(far_ends.len(), queues);
+        (engine, far_ends)
     };
     (port, [start("a", 1), start("b", 2)])
 }
@@ -263,15 +267,15 @@ fn tcp_socket() -> tcp::Socket<'static> {
 }
 
 /// Sends 1 MB from 10.0.1.2 (node a) to 10.0.1.3:5000 (node b); returns the devices.
-fn transfer(vnet_header: bool) -> (Vec<u8>, Vec<u8>, [PortDevice; 2], [Engine; 2]) {
-    let (_, [(engine_a, fd_a), (engine_b, fd_b)]) = two_engines(vnet_header);
-    let device = |fd| PortDevice {
-        fd,
+fn transfer(vnet_header: bool, queues: usize) -> (Vec<u8>, Vec<u8>, [PortDevice; 2], [Engine; 2]) {
+    let (_, [(engine_a, fds_a), (engine_b, fds_b)]) = two_engines(vnet_header, queues);
+    let device = |fds| PortDevice {
+        fds,
         vnet_header,
         pending: VecDeque::new(),
         super_frames: 0,
     };
-    let (mut dev_a, mut dev_b) = (device(fd_a), device(fd_b));
+    let (mut dev_a, mut dev_b) = (device(fds_a), device(fds_b));
     let mut iface_a = interface(&mut dev_a, 2);
     let mut iface_b = interface(&mut dev_b, 3);
     let mut sockets_a = SocketSet::new(vec![]);
@@ -320,14 +324,19 @@ fn transfer(vnet_header: bool) -> (Vec<u8>, Vec<u8>, [PortDevice; 2], [Engine; 2
                 .unwrap();
         }
         // Wait a little for either port, or for a timer.
-        let mut fds = [dev_a.fd.as_raw_fd(), dev_b.fd.as_raw_fd()].map(|fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        });
+        let mut fds: Vec<libc::pollfd> = dev_a
+            .fds
+            .iter()
+            .chain(&dev_b.fds)
+            .map(|fd| libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         if dev_a.pending.is_empty() && dev_b.pending.is_empty() {
-            // SAFETY: a valid array of two pollfds.
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, 1) };
+            // SAFETY: a valid array of pollfds of that length.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1) };
         }
     }
     (data, received, [dev_a, dev_b], [engine_a, engine_b])
@@ -335,7 +344,7 @@ fn transfer(vnet_header: bool) -> (Vec<u8>, Vec<u8>, [PortDevice; 2], [Engine; 2
 
 #[test]
 fn a_megabyte_crosses_the_overlay_over_tcp() {
-    let (data, received, _, [a, b]) = transfer(false);
+    let (data, received, _, [a, b]) = transfer(false, 1);
     assert!(received == data, "the data arrived changed");
     let (a, b) = (a.counters(), b.counters());
     assert!(a.networks[NETWORK].tx_packets > 700, "{a:?}");
@@ -346,7 +355,7 @@ fn a_megabyte_crosses_the_overlay_over_tcp() {
 
 #[test]
 fn with_virtio_headers_segments_are_coalesced_on_the_way_in() {
-    let (data, received, [_, dev_b], [a, b]) = transfer(true);
+    let (data, received, [_, dev_b], [a, b]) = transfer(true, 1);
     assert!(received == data, "the data arrived changed");
     assert!(dev_b.super_frames > 0, "nothing was coalesced");
     let (a, b) = (a.counters(), b.counters());
@@ -355,8 +364,22 @@ fn with_virtio_headers_segments_are_coalesced_on_the_way_in() {
 }
 
 #[test]
+fn two_queues_per_engine_carry_it_too() {
+    let (data, received, _, [a, b]) = transfer(true, 2);
+    assert!(received == data, "the data arrived changed");
+    assert!(a.counters().networks[NETWORK].tx_packets > 700);
+    assert!(b.counters().networks[NETWORK].rx_packets > 700);
+}
+
+#[test]
+fn the_engine_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Engine>();
+}
+
+#[test]
 fn bad_datagrams_are_dropped_and_counted() {
-    let (port, [(engine_a, _fd_a), (_engine_b, _fd_b)]) = two_engines(false);
+    let (port, [(engine_a, _fds_a), (_engine_b, _fds_b)]) = two_engines(false, 1);
     let target = SocketAddr::from(([127, 0, 0, 1], port));
     // From node b's address (a cluster node): bad flags, unknown VNI, too short, and a unicast
     // frame for a MAC that is not on node a.
@@ -399,12 +422,12 @@ fn bad_datagrams_are_dropped_and_counted() {
 
 #[test]
 fn removing_a_network_closes_its_port() {
-    let (_, [(engine_a, fd_a), _]) = two_engines(false);
+    let (_, [(engine_a, fds_a), _]) = two_engines(false, 1);
     engine_a.install(Arc::new(RouteTable::default())).unwrap();
     assert!(engine_a.counters().networks.is_empty());
     // The engine's end is closed: the test's end reads end-of-file.
     let mut buf = [0u8; 16];
     // SAFETY: `buf` is valid for writes of its length.
-    let n = unsafe { libc::recv(fd_a.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let n = unsafe { libc::recv(fds_a[0].as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
     assert_eq!(n, 0);
 }

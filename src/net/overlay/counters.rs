@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
-/// Why a frame of a known network was dropped.
+/// Why a frame of a known network was dropped (the last variant sizes the counter array).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetworkDrop {
     /// From the TAP to a MAC on this node: the bridge's business.
@@ -32,7 +32,7 @@ pub struct NetworkCounters {
     rx_bytes: AtomicU64,
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
-    drops: [AtomicU64; 7],
+    drops: [AtomicU64; NetworkDrop::SendFailed as usize + 1],
 }
 
 impl NetworkCounters {
@@ -112,7 +112,8 @@ pub struct NetworkDrops {
     pub send_failed: u64,
 }
 
-/// Why a datagram was dropped before it could be tied to a network.
+/// Why a datagram was dropped before it could be tied to a network (the last variant sizes the
+/// counter array).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EngineDrop {
     /// The source address is not a cluster node's.
@@ -128,7 +129,7 @@ pub enum EngineDrop {
 /// The live engine-wide drop counters.
 #[derive(Debug, Default)]
 pub struct EngineDropCounters {
-    drops: [AtomicU64; 4],
+    drops: [AtomicU64; EngineDrop::Malformed as usize + 1],
 }
 
 impl EngineDropCounters {

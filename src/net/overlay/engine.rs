@@ -144,6 +144,9 @@ impl Engine {
         };
         for index in 0..queues {
             let socket = UnderlaySocket::bind(config.listen)?;
+            if index == 0 && queues > 1 {
+                socket.spread_by_inner_flow(queues as u32)?;
+            }
             let wake = Arc::new(eventfd()?);
             let mut worker = Worker::new(index, shared.clone(), socket, wake.clone());
             let thread = std::thread::Builder::new()
@@ -340,8 +343,9 @@ impl Worker {
             wake,
             pollfds: Vec::new(),
             polled_networks: Vec::new(),
-            // Headroom for a VXLAN header in front of the frame, and the largest super-frame.
-            port_buffer: vec![0; VNET_HEADER_LEN + MAX_SUPER_FRAME].into_boxed_slice(),
+            // Headroom for a VXLAN header in front of the frame, the largest super-frame, and
+            // one byte more to tell a frame that fills the buffer from one that was cut.
+            port_buffer: vec![0; VNET_HEADER_LEN + MAX_SUPER_FRAME + 1].into_boxed_slice(),
             segment_buffer: vec![0; SEGMENT_BUFFER].into_boxed_slice(),
             udp_buffer: vec![0; 65536].into_boxed_slice(),
             coalescer: Coalescer::new(),
@@ -378,7 +382,12 @@ impl Worker {
                 self.drain_socket();
             }
             for i in 2..self.pollfds.len() {
-                if self.pollfds[i].revents != 0 {
+                let revents = self.pollfds[i].revents;
+                if revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                    // The port broke (its device was deleted under us): stop polling it until
+                    // the next table, rather than spin on an error that stays.
+                    self.pollfds[i].fd = -1;
+                } else if revents != 0 {
                     self.drain_port(self.polled_networks[i - 2]);
                 }
             }
@@ -429,6 +438,11 @@ impl Worker {
                 Err(_) => return, // drained (EAGAIN) or the port is going away
             };
             let end = read_at + len;
+            if end == self.port_buffer.len() {
+                // Filled to the brim: the frame was probably cut short.
+                counters.dropped(NetworkDrop::Malformed, 1);
+                continue;
+            }
             let vnet = if port.has_vnet_header() {
                 match VnetHeader::parse(&self.port_buffer[..end]) {
                     Ok(vnet) => vnet,

@@ -20,16 +20,10 @@ pub const TCP_CHECKSUM_OFFSET: usize = 16;
 pub mod tcp_flags {
     /// No more data from the sender.
     pub const FIN: u8 = 0x01;
-    /// Synchronise sequence numbers.
-    pub const SYN: u8 = 0x02;
-    /// Reset the connection.
-    pub const RST: u8 = 0x04;
     /// Push buffered data to the application.
     pub const PSH: u8 = 0x08;
     /// The acknowledgment field is significant.
     pub const ACK: u8 = 0x10;
-    /// Urgent pointer significant.
-    pub const URG: u8 = 0x20;
     /// ECN: congestion window reduced.
     pub const CWR: u8 = 0x80;
 }

@@ -65,17 +65,52 @@ impl UnderlaySocket {
         Ok(UnderlaySocket { socket, gso: true })
     }
 
+    /// Makes the kernel hand each datagram of this socket's `SO_REUSEPORT` group to socket
+    /// number (inner TCP/UDP ports mod `sockets`), in binding order, rather than by the outer
+    /// 4-tuple: between two nodes that tuple is the same for every flow, which would put all
+    /// of a peer's traffic on one thread. Reads the ports at their offset for an untagged
+    /// IPv4 frame without options; other frames land on whatever socket those bytes pick.
+    pub fn spread_by_inner_flow(&self, sockets: u32) -> io::Result<()> {
+        /// `SO_ATTACH_REUSEPORT_CBPF` (asm-generic; libc exports it for Android only).
+        const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+        /// The inner ports: VXLAN header, Ethernet header, IPv4 header.
+        const INNER_PORTS: u32 = 8 + 14 + 20;
+        let op = |code: u32, k: u32| libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        // The program sees the datagram from the UDP payload on; a load past its end
+        // returns 0, i.e. the first socket.
+        let mut program = [
+            op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, INNER_PORTS),
+            op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, sockets.max(1)),
+            op(libc::BPF_RET | libc::BPF_A, 0),
+        ];
+        let fprog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_mut_ptr(),
+        };
+        // SAFETY: the option reads a `sock_fprog` whose program outlives the call.
+        let result = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_ATTACH_REUSEPORT_CBPF,
+                (&fprog as *const libc::sock_fprog).cast(),
+                size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// The descriptor, for polling.
     pub fn fd(&self) -> RawFd {
         self.socket.as_raw_fd()
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket
-            .local_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::other("not an IP socket"))
     }
 
     /// Sends `buf`, a run of datagrams of `segment_len` bytes (the last possibly shorter), to
@@ -162,7 +197,7 @@ impl UnderlaySocket {
                 Err(e)
             };
         }
-        let len = n as usize;
+        let mut len = n as usize;
         let mut segment_len = len;
         // SAFETY: the kernel filled `msg_control` with well-formed cmsgs, walked with the
         // libc macros; the UDP_GRO payload is an int.
@@ -178,6 +213,10 @@ impl UnderlaySocket {
                 }
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
+        }
+        if msg.msg_flags & libc::MSG_TRUNC != 0 {
+            // The buffer was too small: keep only the datagrams that arrived whole.
+            len -= len % segment_len.max(1);
         }
         // SAFETY: the kernel wrote `msg_namelen` bytes of a valid address.
         let source = unsafe { SockAddr::new(source.assume_init(), msg.msg_namelen) };
