@@ -124,6 +124,14 @@ check_fails "net-a cannot be removed while a service uses it" "in use" dk networ
 
 # --- endpoints come and go ------------------------------------------------------
 
+# A restarted daemon adopts its task and opens a new TAP on the bridge the task
+# is still plugged into.
+require check "h2's daemon stops" lab stop 2
+require check "h2's daemon starts again" lab start 2
+eventually check "h2's task answers again after its daemon restarted" \
+  in_task 1 "$CLI_PID" busybox ping -c 1 -W 1 "$SRV_ADDR"
+check_output "and it is still the same task" "$SRV" running_task srv
+
 # counted I NETWORK: host I's data plane sent and received packets on NETWORK
 # (the Counters a shoal manager adds to the network's inspect JSON).
 counted() {
