@@ -127,15 +127,7 @@ get() { curl -sf --max-time 5 --unix-socket "${SOCK[1]}" "$API$1"; }
 
 # A swarm of 2: h1 inits (manager), h2 joins as a worker.
 make_swarm() {
-  local i addr token
-  for i in 1 2; do
-    lab start "$i" >/dev/null
-    SOCK[$i]=$(lab sock "$i")
-  done
-  addr=$(lab addr 1)
-  dk 1 swarm init --advertise-addr "$addr" >/dev/null || die "h1: swarm init failed"
-  token=$(dk 1 swarm join-token -q worker) || die "h1: swarm join-token failed"
-  dk 2 swarm join --token "$token" "$addr:2377" >/dev/null || die "h2: swarm join failed"
+  form_swarm worker 2
   wait_for "h1 and h2 Ready" "$TASK_TIMEOUT" both_ready
 }
 
@@ -346,12 +338,7 @@ main() {
     command -v "$tool" >/dev/null || die "needs $tool"
   done
   if ((!KERNEL_ONLY)); then command -v docker >/dev/null || die "needs docker (the CLI)"; fi
-  DOCKER_CONFIG=$(mktemp -d)
-  export DOCKER_CONFIG
-  trap finish EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  trap 'exit 129' HUP
+  measure_start
 
   measure_cleanup            # leftovers of an earlier, killed run
   lab down >/dev/null 2>&1 || true

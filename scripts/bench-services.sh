@@ -39,8 +39,6 @@ source scripts/measure-lib.sh
 
 # --- the lab --------------------------------------------------------------
 
-SWARM_SINCE=0           # $SECONDS at swarm init
-
 # get PATH: GET on the manager's API; the body on 2xx, failure otherwise.
 get() { curl -sf --max-time 5 --unix-socket "${SOCK[1]}" "$API$1"; }
 
@@ -48,19 +46,7 @@ get() { curl -sf --max-time 5 --unix-socket "${SOCK[1]}" "$API$1"; }
 make_swarm() {
   lab down >/dev/null 2>&1 || true   # a leftover of an earlier, killed run
   lab up "${#HOSTS[@]}" >/dev/null
-  local i addr token
-  for i in "${HOSTS[@]}"; do
-    lab start "$i" >/dev/null
-    SOCK[$i]=$(lab sock "$i")
-  done
-  addr=$(lab addr 1)
-  dk 1 swarm init --advertise-addr "$addr" >/dev/null
-  SWARM_SINCE=$SECONDS
-  token=$(dk 1 swarm join-token -q worker)
-  for i in "${WORKERS[@]}"; do dk "$i" swarm join --token "$token" "$addr:2377" >/dev/null; done
-  for i in "${HOSTS[@]}"; do
-    NODE_ID[$i]=$(dk 1 node inspect "h$i" --format '{{.ID}}')
-  done
+  form_swarm worker "${#HOSTS[@]}"
   wait_for "every node Ready" "$SETTLE_TIMEOUT" all_ready
 }
 
@@ -207,12 +193,7 @@ main() {
   [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
   local tool
   for tool in curl jq docker; do command -v "$tool" >/dev/null || die "needs $tool"; done
-  DOCKER_CONFIG=$(mktemp -d)
-  export DOCKER_CONFIG
-  trap finish EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  trap 'exit 129' HUP
+  measure_start
 
   make_swarm
   echo "lab $LAB: 1 manager, ${#WORKERS[@]} workers, $RUNS runs of each measure"

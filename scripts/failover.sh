@@ -32,18 +32,7 @@ get() { curl -sf --max-time 5 --unix-socket "${SOCK[$1]}" "$API$2"; }
 make_swarm() {
   lab down >/dev/null 2>&1 || true   # a leftover of an earlier, killed run
   lab up "${#MANAGERS[@]}" >/dev/null
-  local i addr token
-  for i in "${MANAGERS[@]}"; do
-    lab start "$i" >/dev/null
-    SOCK[$i]=$(lab sock "$i")
-  done
-  addr=$(lab addr 1)
-  dk 1 swarm init --advertise-addr "$addr" >/dev/null
-  token=$(dk 1 swarm join-token -q manager)
-  for i in "${MANAGERS[@]:1}"; do dk "$i" swarm join --token "$token" "$addr:2377" >/dev/null; done
-  for i in "${MANAGERS[@]}"; do
-    NODE_ID[$i]=$(dk 1 node inspect "h$i" --format '{{.ID}}')
-  done
+  form_swarm manager "${#MANAGERS[@]}"
 }
 
 # leader_view: node ls JSON on stdin -> "<leader hostname> <Reachable count>";
@@ -152,12 +141,7 @@ main() {
   [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
   local tool
   for tool in curl jq docker; do command -v "$tool" >/dev/null || die "needs $tool"; done
-  DOCKER_CONFIG=$(mktemp -d)
-  export DOCKER_CONFIG
-  trap finish EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  trap 'exit 129' HUP
+  measure_start
 
   make_swarm
   echo "lab $LAB: ${#MANAGERS[@]} managers, $RUNS runs"

@@ -29,6 +29,17 @@ export DOCKER_CLI_HINTS=false
 
 dk() { timeout 60 docker -H "unix://${SOCK[$1]}" "${@:2}"; }
 
+# measure_start: the docker CLI's throwaway config, and the traps that tear the
+# lab down on every way out (finish below).
+measure_start() {
+  DOCKER_CONFIG=$(mktemp -d)
+  export DOCKER_CONFIG
+  trap finish EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+}
+
 finish() {
   local rc=$?
   trap - EXIT INT TERM HUP
@@ -47,6 +58,28 @@ finish() {
   lab down >/dev/null 2>&1 || echo "$MEASURE: lab down failed; run LAB=$LAB netlab/lab.sh down" >&2
   [[ -z $DOCKER_CONFIG ]] || rm -rf -- "$DOCKER_CONFIG"
   exit "$rc"
+}
+
+# form_swarm ROLE N: starts daemons on lab hosts h1..hN (the lab is up), h1
+# inits a swarm and h2..hN join it with ROLE's token (worker or manager); fills
+# SOCK and NODE_ID, and SWARM_SINCE ($SECONDS at init).
+SWARM_SINCE=0
+form_swarm() {
+  local role=$1 n=$2 i addr token
+  for ((i = 1; i <= n; i++)); do
+    lab start "$i" >/dev/null
+    SOCK[$i]=$(lab sock "$i")
+  done
+  addr=$(lab addr 1)
+  dk 1 swarm init --advertise-addr "$addr" >/dev/null || die "h1: swarm init failed"
+  SWARM_SINCE=$SECONDS
+  token=$(dk 1 swarm join-token -q "$role") || die "h1: swarm join-token failed"
+  for ((i = 2; i <= n; i++)); do
+    dk "$i" swarm join --token "$token" "$addr:2377" >/dev/null || die "h$i: swarm join failed"
+  done
+  for ((i = 1; i <= n; i++)); do
+    NODE_ID[$i]=$(dk 1 node inspect "h$i" --format '{{.ID}}')
+  done
 }
 
 # wait_for WHAT SECONDS CMD...: poll CMD until it succeeds; die after SECONDS.

@@ -87,48 +87,64 @@ struct Agent {
     renew_at: SystemTime,
 }
 
-/// How long an assignments poll may wait for its answer (the manager answers within 20 s).
+/// How long a long poll may wait for its answer (the manager answers within 20 s).
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Follows the node's assignments for as long as the manager answers; returns why it stopped.
-async fn poll_assignments(addr: &str, tls: &Tls, worker: &Arc<Worker>) -> String {
+/// Sends `first`, then whatever `answered` makes of each answer, on a connection of its own for
+/// as long as the manager answers; `answered` gives back an answer it did not expect. Returns
+/// why it stopped.
+async fn long_poll<Answered>(
+    addr: &str,
+    tls: &Tls,
+    first: Request,
+    mut answered: impl FnMut(Response) -> Answered,
+) -> String
+where
+    Answered: Future<Output = Result<Request, Response>>,
+{
     let mut connection = match Connection::connect(addr, tls.client_config(), CONNECT_TIMEOUT).await
     {
         Ok(connection) => connection,
         Err(e) => return e.to_string(),
     };
-    let mut known = 0;
+    let mut request = first;
     loop {
-        match connection
-            .call::<Request, Response>(&Request::Assignments { known }, POLL_TIMEOUT)
+        let response = match connection
+            .call::<Request, Response>(&request, POLL_TIMEOUT)
             .await
         {
-            Ok(Response::Assignments { tag, tasks }) => {
-                known = tag;
-                worker.apply(tasks).await;
-            }
-            Ok(Response::Failed(failure)) => return failure.to_string(),
-            Ok(other) => return format!("unexpected answer {other:?}"),
+            Ok(response) => response,
             Err(e) => return e.to_string(),
-        }
+        };
+        request = match answered(response).await {
+            Ok(next) => next,
+            Err(Response::Failed(failure)) => return failure.to_string(),
+            Err(other) => return format!("unexpected answer {other:?}"),
+        };
     }
+}
+
+/// Follows the node's assignments for as long as the manager answers; returns why it stopped.
+async fn poll_assignments(addr: &str, tls: &Tls, worker: &Arc<Worker>) -> String {
+    let first = Request::Assignments { known: 0 };
+    long_poll(addr, tls, first, |response| async move {
+        match response {
+            Response::Assignments { tag, tasks } => {
+                worker.apply(tasks).await;
+                Ok(Request::Assignments { known: tag })
+            }
+            other => Err(other),
+        }
+    })
+    .await
 }
 
 /// Follows the node's route table for as long as the manager answers; returns why it stopped.
 async fn poll_routes(addr: &str, tls: &Tls, network: &NodeNetwork) -> String {
-    let mut connection = match Connection::connect(addr, tls.client_config(), CONNECT_TIMEOUT).await
-    {
-        Ok(connection) => connection,
-        Err(e) => return e.to_string(),
-    };
-    let mut known = 0;
-    loop {
-        match connection
-            .call::<Request, Response>(&Request::Routes { known }, POLL_TIMEOUT)
-            .await
-        {
-            Ok(Response::Routes(update)) => {
-                known = update.tag;
+    let first = Request::Routes { known: 0 };
+    long_poll(addr, tls, first, |response| async move {
+        match response {
+            Response::Routes(update) => {
                 if update.reset || !update.changes.is_empty() {
                     let updated = network
                         .update(update.reset, &update.changes, update.data_path_port)
@@ -137,12 +153,12 @@ async fn poll_routes(addr: &str, tls: &Tls, network: &NodeNetwork) -> String {
                         tracing::error!("cannot set up this node's overlays: {e:#}");
                     }
                 }
+                Ok(Request::Routes { known: update.tag })
             }
-            Ok(Response::Failed(failure)) => return failure.to_string(),
-            Ok(other) => return format!("unexpected answer {other:?}"),
-            Err(e) => return e.to_string(),
+            other => Err(other),
         }
-    }
+    })
+    .await
 }
 
 /// Sends the worker's status reports, all of them again first (what went into a connection

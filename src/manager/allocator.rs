@@ -120,22 +120,10 @@ mod tests {
     use super::*;
     use crate::store::objects::Meta;
     use crate::store::{Object, Proposal};
-    use bollard::models::{NetworkAttachmentConfig, NetworkCreateRequest, TaskSpec};
+    use bollard::models::{NetworkAttachmentConfig, TaskSpec};
 
     fn network(id: &str, subnet: &str) -> Network {
-        let subnet: Ipv4Network = subnet.parse().unwrap();
-        Network {
-            id: id.into(),
-            meta: Meta::default(),
-            spec: NetworkCreateRequest {
-                name: format!("net-{id}"),
-                ..Default::default()
-            },
-            gateway: super::super::ipam::gateway(subnet, None).unwrap(),
-            subnet,
-            vni: 4096 + id.len() as u32 + id.as_bytes()[0] as u32,
-            mtu: 1450,
-        }
+        super::super::ipam::tests::net(id, subnet, 4096 + id.len() as u32 + id.as_bytes()[0] as u32)
     }
 
     fn task(id: &str, networks: &[&str]) -> Task {

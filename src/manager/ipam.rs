@@ -246,11 +246,12 @@ pub fn free_address(network: &Network, held: &BTreeSet<Ipv4Addr>) -> Result<Ipv4
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bollard::models::{Ipam, IpamConfig};
 
-    fn net(id: &str, subnet: &str, vni: u32) -> Network {
+    /// A network named `net-<id>` on `subnet` with its first host as gateway, for tests.
+    pub(crate) fn net(id: &str, subnet: &str, vni: u32) -> Network {
         let subnet: Ipv4Network = subnet.parse().unwrap();
         Network {
             id: id.into(),

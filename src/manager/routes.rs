@@ -102,7 +102,7 @@ fn underlay_addr(node: &Node) -> Option<IpAddr> {
 mod tests {
     use super::*;
     use crate::store::{Meta, TaskNetwork};
-    use bollard::models::{NetworkCreateRequest, NodeStatus, TaskStatus};
+    use bollard::models::{NodeStatus, TaskStatus};
 
     fn node(id: &str, last: u8, state: NodeState) -> Node {
         Node {
@@ -120,18 +120,7 @@ mod tests {
     }
 
     fn network(id: &str, vni: u32, third: u8) -> Network {
-        Network {
-            id: id.into(),
-            meta: Meta::default(),
-            spec: NetworkCreateRequest {
-                name: format!("net-{id}"),
-                ..Default::default()
-            },
-            subnet: format!("10.0.{third}.0/24").parse().unwrap(),
-            gateway: format!("10.0.{third}.1").parse().unwrap(),
-            vni,
-            mtu: 1450,
-        }
+        crate::manager::ipam::tests::net(id, &format!("10.0.{third}.0/24"), vni)
     }
 
     fn task(id: &str, node: &str, state: TaskState, attached: &[(&str, &str)]) -> Task {
