@@ -106,8 +106,13 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(Conflict::PoolOverlap(_)) => StatusCode::FORBIDDEN,
             StoreError::Conflict(Conflict::NetworkInUse(_)) => StatusCode::CONFLICT,
             StoreError::Conflict(Conflict::Missing(_)) => StatusCode::NOT_FOUND,
+            StoreError::Conflict(Conflict::PortInUse { .. }) => StatusCode::BAD_REQUEST,
             // Docker reports a stale version as an internal error of the update RPC.
-            StoreError::Conflict(Conflict::Stale { .. } | Conflict::VniInUse(_))
+            StoreError::Conflict(
+                Conflict::Stale { .. }
+                | Conflict::VniInUse(_)
+                | Conflict::AddressUnavailable { .. },
+            )
             | StoreError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
             StoreError::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
         };

@@ -211,6 +211,7 @@ async fn create(host: &Host, settings: InitSettings) -> Result<Arc<SwarmNode>, S
                 addr: control_addr.clone(),
                 reachable: true,
             }),
+            ingress: None,
         };
         // The routing mesh's network comes with the swarm, as in docker.
         let ingress = ipam::ingress_network(pki::new_id(), &cluster)

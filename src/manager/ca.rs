@@ -58,6 +58,7 @@ pub async fn join(manager: &Manager, request: JoinRequest) -> Result<Joined, Fai
             ..Default::default()
         },
         manager: None,
+        ingress: None,
     };
     manager
         .propose(Proposal::create(Object::Node(node)))

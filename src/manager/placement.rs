@@ -294,6 +294,7 @@ mod tests {
                 ..Default::default()
             },
             manager: None,
+            ingress: None,
         };
         let service = Service {
             id: "svc".into(),
@@ -308,6 +309,7 @@ mod tests {
             previous_spec: None,
             generation: 1,
             update_status: None,
+            endpoint: Default::default(),
         };
         state.insert(Object::Node(node));
         state.insert(Object::Service(service));

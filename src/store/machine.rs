@@ -148,6 +148,10 @@ fn changed_keys(change: &Change) -> ObjectKey {
             kind: Kind::Task,
             id: task_id.clone(),
         },
+        Change::NodeIngress { node_id, .. } => ObjectKey {
+            kind: Kind::Node,
+            id: node_id.clone(),
+        },
     }
 }
 

@@ -23,8 +23,8 @@ use openraft::error::{ClientWriteError, RaftError};
 
 pub use machine::Applied;
 pub use objects::{
-    Cluster, Kind, ManagerRecord, Meta, Network, Node, Object, ObjectKey, RootCaMaterial, Service,
-    Task, TaskNetwork,
+    Cluster, Kind, ManagerRecord, Meta, Network, NetworkAddress, Node, Object, ObjectKey,
+    RootCaMaterial, Service, ServiceEndpoint, Task, TaskNetwork,
 };
 pub use raft::{RaftId, RaftPeer};
 pub use state::{Change, ClusterState, Conflict, Precondition, Proposal};

@@ -6,8 +6,8 @@
 use std::net::Ipv4Addr;
 
 use bollard::models::{
-    NetworkCreateRequest, NodeDescription, NodeSpec, NodeSpecRoleEnum, NodeStatus, ServiceSpec,
-    ServiceUpdateStatus, SwarmSpec, TaskSpec, TaskState, TaskStatus,
+    EndpointPortConfig, NetworkCreateRequest, NodeDescription, NodeSpec, NodeSpecRoleEnum,
+    NodeStatus, ServiceSpec, ServiceUpdateStatus, SwarmSpec, TaskSpec, TaskState, TaskStatus,
 };
 use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,12 @@ pub struct Node {
     pub status: NodeStatus,
     /// Set when the node is a manager: its place in Raft.
     pub manager: Option<ManagerRecord>,
+    /// The node's own address on the ingress network (docker's `ingress-sbox` endpoint), the
+    /// source of the routing mesh's connections to backends. Only the allocator's
+    /// `Change::NodeIngress` sets it: a Put of the node keeps the stored one, so that writers of
+    /// a node's other fields (health, `node update`) cannot erase it.
+    #[serde(default)]
+    pub ingress: Option<NetworkAddress>,
 }
 
 impl Node {
@@ -134,6 +140,31 @@ pub struct Service {
     pub generation: u64,
     /// Progress of the last rolling update or rollback.
     pub update_status: Option<ServiceUpdateStatus>,
+    /// What the service holds: its published ports and virtual IPs (docker's `Endpoint`).
+    #[serde(default)]
+    pub endpoint: ServiceEndpoint,
+}
+
+/// The ports and addresses a service holds, resolved from its spec when it is created or
+/// updated.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceEndpoint {
+    /// The spec's ports with protocol and publish mode filled in and every ingress port given
+    /// a number (docker's `Endpoint.Ports`). An ingress port is held by this service alone.
+    pub ports: Vec<EndpointPortConfig>,
+    /// One virtual IP per network the service is on, in vip mode (docker's
+    /// `Endpoint.VirtualIPs`): the ingress network first when it publishes through the mesh,
+    /// then each attached network.
+    pub virtual_ips: Vec<NetworkAddress>,
+}
+
+/// An address a service or a node holds on an overlay network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAddress {
+    /// The network.
+    pub network_id: String,
+    /// The address, with the network's prefix length (docker shows `10.0.0.3/24`).
+    pub address: Ipv4Network,
 }
 
 /// One run of a service's container spec on one node.

@@ -6,10 +6,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use bollard::models::{TaskState, TaskStatus};
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+    TaskState, TaskStatus,
+};
+use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
-use super::objects::{Cluster, Kind, Network, Node, Object, ObjectKey, Service, Task, TaskNetwork};
+use super::objects::{
+    Cluster, Kind, Network, NetworkAddress, Node, Object, ObjectKey, Service, Task, TaskNetwork,
+};
 
 /// One write in a proposal. (Puts are much larger than deletes; proposals are few, so the
 /// size difference costs nothing worth a box.)
@@ -67,6 +73,17 @@ pub enum Change {
         node_id: String,
         /// The task's new status (assigned).
         status: TaskStatus,
+    },
+    /// The allocator's step for a node: gives it its address on the ingress network. It applies
+    /// only to a node that has none on the current ingress network, and only if the address is
+    /// a free host address of that network; otherwise it is skipped and the allocator decides
+    /// again. (The node's version does not move: the address is no change the user made or
+    /// sees, and a `node update` read just before must still apply.)
+    NodeIngress {
+        /// The node.
+        node_id: String,
+        /// Its address on the ingress network.
+        address: NetworkAddress,
     },
 }
 
@@ -165,6 +182,31 @@ pub enum Conflict {
     /// A network's VXLAN identifier is another network's.
     #[error("rpc error: code = Internal desc = VXLAN network identifier {0} is already in use")]
     VniInUse(u32),
+    /// A published port is another service's (swarmkit's words).
+    #[error(
+        "rpc error: code = InvalidArgument desc = port '{port}' is already in use by service '{service_name}' ({service_id}) as {}",
+        if *host_published { "a host-published port" } else { "an ingress port" }
+    )]
+    PortInUse {
+        /// The published port.
+        port: i64,
+        /// The service that holds it.
+        service_name: String,
+        /// Its ID.
+        service_id: String,
+        /// Whether that service publishes it in host mode (else through the routing mesh).
+        host_published: bool,
+    },
+    /// A service's virtual IP is held by something else, or is no host address of its network.
+    #[error(
+        "rpc error: code = Internal desc = address {address} is not available on network {network}"
+    )]
+    AddressUnavailable {
+        /// The address.
+        address: Ipv4Network,
+        /// The network's name (its ID if it does not exist).
+        network: String,
+    },
     /// An update was based on an old read.
     #[error("update out of sequence: {key} is at version {actual}, not {expected}")]
     Stale {
@@ -209,6 +251,9 @@ impl ClusterState {
                 Change::Put { object, .. } => {
                     let mut object = object.clone();
                     object.meta_mut().version = index;
+                    if let Object::Node(node) = &mut object {
+                        node.ingress = self.nodes.get(&node.id).and_then(|n| n.ingress.clone());
+                    }
                     self.insert(object);
                 }
                 Change::Delete { key } => self.remove(key),
@@ -269,21 +314,79 @@ impl ClusterState {
                         }
                     }
                 }
+                Change::NodeIngress { node_id, address } => {
+                    if self.may_give_ingress(node_id, address) {
+                        if let Some(node) = self.nodes.get_mut(node_id) {
+                            node.ingress = Some(address.clone());
+                        }
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// The addresses live tasks (not ended) hold on the network `network_id`, but for the task
-    /// `except`.
+    /// The addresses held on the network `network_id` by live tasks (not ended), by services
+    /// (their virtual IPs) and by nodes (their ingress addresses), but for the task, service or
+    /// node with the ID `except`. No address allocator may hand out one of these.
     pub fn addresses_held(&self, network_id: &str, except: Option<&str>) -> BTreeSet<Ipv4Addr> {
-        self.tasks
+        let others = |id: &str| Some(id) != except;
+        let tasks = self
+            .tasks
             .values()
-            .filter(|t| !t.is_terminal() && Some(t.id.as_str()) != except)
+            .filter(|t| !t.is_terminal() && others(&t.id))
             .flat_map(|t| &t.networks)
             .filter(|n| n.network_id == network_id)
-            .map(|n| n.address.ip())
-            .collect()
+            .map(|n| n.address.ip());
+        let services = self
+            .services
+            .values()
+            .filter(|s| others(&s.id))
+            .flat_map(|s| &s.endpoint.virtual_ips)
+            .filter(|v| v.network_id == network_id)
+            .map(|v| v.address.ip());
+        let nodes = self
+            .nodes
+            .values()
+            .filter(|n| others(&n.id))
+            .filter_map(|n| n.ingress.as_ref())
+            .filter(|a| a.network_id == network_id)
+            .map(|a| a.address.ip());
+        tasks.chain(services).chain(nodes).collect()
+    }
+
+    /// The swarm's routing-mesh network, if it has one.
+    pub fn ingress_network(&self) -> Option<&Network> {
+        self.networks.values().find(|n| n.is_ingress())
+    }
+
+    /// The ingress address of `node`, if it has one on the current ingress network.
+    pub fn node_ingress<'a>(&self, node: &'a Node) -> Option<&'a NetworkAddress> {
+        let ingress = self.ingress_network()?;
+        node.ingress.as_ref().filter(|a| a.network_id == ingress.id)
+    }
+
+    /// Whether [`Change::NodeIngress`] may give `address` to the node `node_id`.
+    fn may_give_ingress(&self, node_id: &str, address: &NetworkAddress) -> bool {
+        let Some(node) = self.nodes.get(node_id) else {
+            return false;
+        };
+        let Some(network) = self.ingress_network() else {
+            return false;
+        };
+        self.node_ingress(node).is_none()
+            && address.network_id == network.id
+            && self.address_is_free(network, address.address, node_id)
+    }
+
+    /// Whether `address` is a host address of `network`, with its prefix length, that nothing
+    /// but `holder` holds.
+    fn address_is_free(&self, network: &Network, address: Ipv4Network, holder: &str) -> bool {
+        address.prefix() == network.subnet.prefix()
+            && network.is_host_address(address.ip())
+            && !self
+                .addresses_held(&network.id, Some(holder))
+                .contains(&address.ip())
     }
 
     /// The network `reference` names: its ID, else its name.
@@ -306,13 +409,8 @@ impl ClusterState {
             let Some(network) = self.networks.get(&attachment.network_id) else {
                 return false;
             };
-            let ip = attachment.address.ip();
             seen.insert(&attachment.network_id)
-                && attachment.address.prefix() == network.subnet.prefix()
-                && network.is_host_address(ip)
-                && !self
-                    .addresses_held(&attachment.network_id, Some(task_id))
-                    .contains(&ip)
+                && self.address_is_free(network, attachment.address, task_id)
         })
     }
 
@@ -402,6 +500,12 @@ impl ClusterState {
             {
                 return Err(Conflict::NameInUse(name.to_string()));
             }
+            // The API checked these against what it read; a concurrent write may have taken
+            // them since.
+            if let Some(conflict) = self.port_conflict(&service.id, &service.endpoint.ports) {
+                return Err(conflict);
+            }
+            self.check_virtual_ips(service)?;
         }
         if let Object::Network(network) = object {
             self.check_network(network)?;
@@ -481,6 +585,79 @@ impl ClusterState {
         }
     }
 
+    /// The first of `ports` that a service other than `service_id` holds, as swarmkit's rule
+    /// has it: an ingress port conflicts with any other service's port of the same protocol
+    /// and number; a host-published port only with another's ingress port (host ports of
+    /// several services coexist: the scheduler keeps their tasks on different nodes). A port
+    /// without a number holds nothing.
+    pub fn port_conflict(
+        &self,
+        service_id: &str,
+        ports: &[EndpointPortConfig],
+    ) -> Option<Conflict> {
+        let wanted: Vec<(PortId, bool)> = ports
+            .iter()
+            .filter_map(|p| Some((port_id(p)?, is_ingress_port(p))))
+            .collect();
+        if wanted.is_empty() {
+            return None;
+        }
+        for (other, port) in self.ports_held(service_id) {
+            let Some(id) = port_id(port) else { continue };
+            let held_ingress = is_ingress_port(port);
+            let clash = wanted
+                .iter()
+                .any(|(w, wanted_ingress)| *w == id && (held_ingress || *wanted_ingress));
+            if clash {
+                return Some(Conflict::PortInUse {
+                    port: i64::from(id.1),
+                    service_name: other.spec.name.clone().unwrap_or_default(),
+                    service_id: other.id.clone(),
+                    host_published: !held_ingress,
+                });
+            }
+        }
+        None
+    }
+
+    /// The ports every service but `except` publishes, each with its service: those of its
+    /// endpoint, and those of its spec (all a service stored before endpoints were resolved
+    /// has).
+    pub fn ports_held<'a>(
+        &'a self,
+        except: &'a str,
+    ) -> impl Iterator<Item = (&'a Service, &'a EndpointPortConfig)> + 'a {
+        self.services
+            .values()
+            .filter(move |s| s.id != except)
+            .flat_map(|s| {
+                let spec_ports = s.spec.endpoint_spec.as_ref().and_then(|e| e.ports.as_ref());
+                s.endpoint
+                    .ports
+                    .iter()
+                    .chain(spec_ports.into_iter().flatten())
+                    .map(move |p| (s, p))
+            })
+    }
+
+    /// A service's virtual IPs must be free host addresses of distinct, existing networks.
+    fn check_virtual_ips(&self, service: &Service) -> Result<(), Conflict> {
+        let mut seen = BTreeSet::new();
+        for vip in &service.endpoint.virtual_ips {
+            let network = self.networks.get(&vip.network_id);
+            let free = network.is_some_and(|n| {
+                seen.insert(&n.id) && self.address_is_free(n, vip.address, &service.id)
+            });
+            if !free {
+                return Err(Conflict::AddressUnavailable {
+                    address: vip.address,
+                    network: network.map_or(vip.network_id.clone(), |n| n.name().to_string()),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// A network must not share its name, subnet or VNI with another.
     fn check_network(&self, network: &Network) -> Result<(), Conflict> {
         for other in self.networks.values().filter(|o| o.id != network.id) {
@@ -511,10 +688,31 @@ pub fn publishes_through_mesh(service: &Service) -> bool {
         .endpoint_spec
         .as_ref()
         .and_then(|e| e.ports.as_ref());
-    ports
-        .into_iter()
-        .flatten()
-        .any(|p| p.publish_mode != Some(bollard::models::EndpointPortConfigPublishModeEnum::HOST))
+    ports.into_iter().flatten().any(is_ingress_port)
+}
+
+/// Whether `port` is published through the routing mesh: ingress mode, docker's default.
+pub fn is_ingress_port(port: &EndpointPortConfig) -> bool {
+    port.publish_mode != Some(EndpointPortConfigPublishModeEnum::HOST)
+}
+
+/// The protocol of `port`: TCP unless it says otherwise, as docker defaults it.
+pub fn port_protocol(port: &EndpointPortConfig) -> EndpointPortConfigProtocolEnum {
+    match port.protocol {
+        None | Some(EndpointPortConfigProtocolEnum::EMPTY) => EndpointPortConfigProtocolEnum::TCP,
+        Some(protocol) => protocol,
+    }
+}
+
+/// A published port's identity: its protocol and number.
+pub type PortId = (EndpointPortConfigProtocolEnum, u16);
+
+/// The identity of `port` if it has a published number.
+pub fn port_id(port: &EndpointPortConfig) -> Option<PortId> {
+    let number = u16::try_from(port.published_port?)
+        .ok()
+        .filter(|&n| n > 0)?;
+    Some((port_protocol(port), number))
 }
 
 /// A bare node object for tests.
@@ -527,6 +725,7 @@ pub fn test_node(id: &str) -> Object {
         description: Default::default(),
         status: Default::default(),
         manager: None,
+        ingress: None,
     })
 }
 
@@ -703,6 +902,7 @@ mod tests {
             previous_spec: None,
             generation: 1,
             update_status: None,
+            endpoint: Default::default(),
         };
         state.insert(Object::Service(service.clone()));
         let delete = Proposal::delete(ObjectKey {
@@ -740,5 +940,205 @@ mod tests {
         state.insert(Object::Task(task));
         state.apply(&delete, 4).unwrap();
         assert!(state.networks.is_empty());
+    }
+
+    fn service_with(
+        id: &str,
+        name: &str,
+        ports: Vec<EndpointPortConfig>,
+        virtual_ips: Vec<NetworkAddress>,
+    ) -> Object {
+        Object::Service(Service {
+            id: id.into(),
+            meta: Default::default(),
+            spec: bollard::models::ServiceSpec {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            previous_spec: None,
+            generation: 1,
+            update_status: None,
+            endpoint: super::super::objects::ServiceEndpoint { ports, virtual_ips },
+        })
+    }
+
+    fn ingress_port(published: i64) -> EndpointPortConfig {
+        EndpointPortConfig {
+            protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+            target_port: Some(80),
+            published_port: Some(published),
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::INGRESS),
+            ..Default::default()
+        }
+    }
+
+    fn on(network: &str, address: &str) -> NetworkAddress {
+        NetworkAddress {
+            network_id: network.into(),
+            address: address.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn two_services_cannot_both_take_a_port_even_when_written_concurrently() {
+        let mut state = ClusterState::default();
+        // Both creates were decided on a state without the other; the store has the last word.
+        let create = |o| put(o, Precondition::Absent);
+        state
+            .apply(
+                &create(service_with("s1", "web", vec![ingress_port(8080)], vec![])),
+                1,
+            )
+            .unwrap();
+        let err = state
+            .apply(
+                &create(service_with("s2", "api", vec![ingress_port(8080)], vec![])),
+                2,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rpc error: code = InvalidArgument desc = port '8080' is already in use by service 'web' (s1) as an ingress port"
+        );
+        // Its own port is no conflict when the service is written again (the orchestrator).
+        state
+            .apply(
+                &put(
+                    service_with("s1", "web", vec![ingress_port(8080)], vec![]),
+                    Precondition::Version(1),
+                ),
+                3,
+            )
+            .unwrap();
+        // Removed, it holds the port no more.
+        let delete = Proposal::delete(ObjectKey {
+            kind: Kind::Service,
+            id: "s1".into(),
+        });
+        state.apply(&delete, 4).unwrap();
+        state
+            .apply(
+                &create(service_with("s2", "api", vec![ingress_port(8080)], vec![])),
+                5,
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn a_virtual_ip_must_be_a_free_host_address_of_its_network() {
+        let mut state = ClusterState::default();
+        state.insert(network("n1", "mynet", "10.0.1.0/24", 4097));
+        let mut node = match test_node("a") {
+            Object::Node(n) => n,
+            _ => unreachable!(),
+        };
+        node.ingress = Some(on("n1", "10.0.1.2/24"));
+        state.insert(Object::Node(node));
+        let create = |o| put(o, Precondition::Absent);
+        for (taken, network) in [
+            ("10.0.1.2/24", "mynet"), // the node's
+            ("10.0.1.1/24", "mynet"), // the gateway
+            ("10.0.2.5/24", "mynet"), // outside the subnet
+            ("10.0.1.5/24", "zz"),    // no such network
+        ] {
+            let vip = on(if network == "zz" { "zz" } else { "n1" }, taken);
+            let err = state
+                .apply(&create(service_with("s1", "web", vec![], vec![vip])), 2)
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "rpc error: code = Internal desc = address {taken} is not available on network {network}"
+                )
+            );
+        }
+        state
+            .apply(
+                &create(service_with(
+                    "s1",
+                    "web",
+                    vec![],
+                    vec![on("n1", "10.0.1.3/24")],
+                )),
+                2,
+            )
+            .unwrap();
+        let err = state
+            .apply(
+                &create(service_with(
+                    "s2",
+                    "api",
+                    vec![],
+                    vec![on("n1", "10.0.1.3/24")],
+                )),
+                3,
+            )
+            .unwrap_err();
+        assert!(matches!(err, Conflict::AddressUnavailable { .. }), "{err}");
+        let held = state.addresses_held("n1", None);
+        assert!(
+            held.contains(&"10.0.1.2".parse().unwrap())
+                && held.contains(&"10.0.1.3".parse().unwrap())
+        );
+        assert!(
+            !state
+                .addresses_held("n1", Some("s1"))
+                .contains(&"10.0.1.3".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_node_keeps_its_ingress_address_until_it_is_removed() {
+        let mut state = ClusterState::default();
+        let mut ingress = match network("ing", "ingress", "10.0.0.0/24", 4096) {
+            Object::Network(n) => n,
+            _ => unreachable!(),
+        };
+        ingress.spec.ingress = Some(true);
+        state.insert(Object::Network(ingress));
+        state.insert(network("n1", "mynet", "10.0.1.0/24", 4097));
+        state
+            .apply(&put(node("a"), Precondition::Absent), 1)
+            .unwrap();
+        state
+            .apply(&put(node("b"), Precondition::Absent), 2)
+            .unwrap();
+        let give = |node: &str, address: &str, network: &str| Proposal {
+            changes: vec![Change::NodeIngress {
+                node_id: node.into(),
+                address: on(network, address),
+            }],
+        };
+        let ingress_of = |state: &ClusterState, id: &str| {
+            state.nodes[id]
+                .ingress
+                .as_ref()
+                .map(|a| a.address.to_string())
+        };
+        state.apply(&give("a", "10.0.0.2/24", "ing"), 3).unwrap();
+        assert_eq!(ingress_of(&state, "a").as_deref(), Some("10.0.0.2/24"));
+        // The version stays: a `node update` read before still applies.
+        assert_eq!(state.nodes["a"].meta.version, 1);
+        // Skipped: a second address, one held by another, one off the ingress network.
+        state.apply(&give("a", "10.0.0.3/24", "ing"), 4).unwrap();
+        state.apply(&give("b", "10.0.0.2/24", "ing"), 5).unwrap();
+        state.apply(&give("b", "10.0.1.2/24", "n1"), 6).unwrap();
+        state.apply(&give("zz", "10.0.0.9/24", "ing"), 7).unwrap();
+        assert_eq!(ingress_of(&state, "a").as_deref(), Some("10.0.0.2/24"));
+        assert_eq!(ingress_of(&state, "b"), None);
+        assert!(!state.nodes.contains_key("zz"));
+        // A writer of the node's other fields (health, `node update`) does not erase it.
+        state
+            .apply(&put(node("a"), Precondition::Version(1)), 8)
+            .unwrap();
+        assert_eq!(ingress_of(&state, "a").as_deref(), Some("10.0.0.2/24"));
+        // Removed, the node frees it.
+        let delete = Proposal::delete(ObjectKey {
+            kind: Kind::Node,
+            id: "a".into(),
+        });
+        state.apply(&delete, 9).unwrap();
+        state.apply(&give("b", "10.0.0.2/24", "ing"), 10).unwrap();
+        assert_eq!(ingress_of(&state, "b").as_deref(), Some("10.0.0.2/24"));
     }
 }

@@ -32,6 +32,7 @@ fn node(id: &str, state: NodeState, availability: NodeSpecAvailabilityEnum) -> N
             ..Default::default()
         },
         manager: None,
+        ingress: None,
     }
 }
 
@@ -65,6 +66,7 @@ fn service(replicas: Option<i64>) -> Service {
         previous_spec: None,
         generation: 1,
         update_status: None,
+        endpoint: Default::default(),
     }
 }
 
