@@ -6,18 +6,27 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use bollard::models::{
-    NetworkAttachmentConfig, ObjectVersion, ServiceServiceStatus, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, ServiceUpdateStatus, ServiceUpdateStatusStateEnum, TaskState,
+    NetworkAttachmentConfig, ObjectVersion, ServiceEndpointVirtualIps, ServiceServiceStatus,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceUpdateStatus,
+    ServiceUpdateStatusStateEnum, TaskState,
 };
 use serde::{Deserialize, Serialize};
 
 use super::body::{Filters, JsonBody, VersionQuery};
 use super::error::{ApiError, ApiResult};
 use crate::daemon::Daemon;
+use crate::manager::Manager;
+use crate::manager::endpoint::{self, EndpointError};
 use crate::manager::scheduler::validate_placement;
 use crate::pki;
 use crate::store::objects::timestamp_now;
-use crate::store::{ClusterState, Kind, Meta, Object, ObjectKey, Proposal, Service};
+use crate::store::{
+    ClusterState, Conflict, Kind, Meta, Object, ObjectKey, Proposal, Service, StoreError,
+};
+
+/// How many times a write decides its ports and addresses again when a concurrent write took
+/// one it chose.
+const WRITE_ATTEMPTS: usize = 5;
 
 /// A service as the API shows it: bollard's model lacks `PreviousSpec`.
 #[derive(Serialize)]
@@ -45,12 +54,48 @@ pub async fn create(
         previous_spec: None,
         generation: 1,
         update_status: None,
+        endpoint: Default::default(),
     };
     let id = service.id.clone();
-    manager
-        .propose(Proposal::create(Object::Service(service)))
-        .await?;
+    write(&manager, service, None).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "ID": id }))))
+}
+
+/// Gives `service` the endpoint its spec asks for and writes it: creates it, or updates it
+/// from `version`. When a concurrent write took a port or an address it was given, it is
+/// decided again from the new state (a port the spec names is then refused in docker's words).
+async fn write(manager: &Manager, mut service: Service, version: Option<u64>) -> ApiResult<()> {
+    let current = std::mem::take(&mut service.endpoint);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        service.endpoint = {
+            let applied = manager.store.read();
+            endpoint::resolve(&applied.state, &service.id, &service.spec, &current)
+                .map_err(endpoint_error)?
+        };
+        let object = Object::Service(service.clone());
+        let proposal = match version {
+            None => Proposal::create(object),
+            Some(version) => Proposal::update(object, version),
+        };
+        match manager.propose(proposal).await {
+            Err(StoreError::Conflict(
+                Conflict::PortInUse { .. } | Conflict::AddressUnavailable { .. },
+            )) if attempt < WRITE_ATTEMPTS => continue,
+            done => return Ok(done?),
+        }
+    }
+}
+
+/// The API's answer to a spec whose endpoint cannot be had.
+fn endpoint_error(e: EndpointError) -> ApiError {
+    match e {
+        EndpointError::PortsExhausted | EndpointError::AddressesExhausted(_) => {
+            ApiError::internal(e)
+        }
+        _ => ApiError::bad_request(e.to_string()),
+    }
 }
 
 /// Checks a spec as docker does and fills in the replicated mode docker assumes.
@@ -111,6 +156,7 @@ fn checked(mut spec: ServiceSpec) -> ApiResult<ServiceSpec> {
             "rpc error: code = InvalidArgument desc = replicas must be non-negative",
         ));
     }
+    endpoint::normalize(&mut spec);
     Ok(spec)
 }
 
@@ -264,12 +310,31 @@ fn view(state: &ClusterState, service: &Service, with_status: bool) -> ServiceVi
             created_at: Some(service.meta.created_at.clone()),
             updated_at: Some(service.meta.updated_at.clone()),
             spec: Some(service.spec.clone()),
-            endpoint: None,
+            endpoint: Some(endpoint_view(service)),
             update_status: service.update_status.clone(),
             service_status,
             job_status: None,
         },
         previous_spec: service.previous_spec.clone(),
+    }
+}
+
+/// Docker's `Endpoint` of a service: the spec's endpoint, the resolved ports and the virtual
+/// IPs (each list left out when empty, as docker does).
+fn endpoint_view(service: &Service) -> bollard::models::ServiceEndpoint {
+    let endpoint = &service.endpoint;
+    let virtual_ips: Vec<ServiceEndpointVirtualIps> = endpoint
+        .virtual_ips
+        .iter()
+        .map(|v| ServiceEndpointVirtualIps {
+            network_id: Some(v.network_id.clone()),
+            addr: Some(v.address.to_string()),
+        })
+        .collect();
+    bollard::models::ServiceEndpoint {
+        spec: Some(service.spec.endpoint_spec.clone().unwrap_or_default()),
+        ports: (!endpoint.ports.is_empty()).then(|| endpoint.ports.clone()),
+        virtual_ips: (!virtual_ips.is_empty()).then_some(virtual_ips),
     }
 }
 
@@ -311,7 +376,11 @@ pub async fn update(
             "rpc error: code = Unimplemented desc = renaming services is not supported",
         ));
     }
-    if new_spec.task_template != service.spec.task_template {
+    // A new endpoint spec redeploys too, as in swarmkit: publishing through the mesh or no
+    // longer doing so changes the networks a task is on.
+    if new_spec.task_template != service.spec.task_template
+        || new_spec.endpoint_spec != service.spec.endpoint_spec
+    {
         service.generation += 1;
         service.update_status = Some(ServiceUpdateStatus {
             state: Some(if rolling_back {
@@ -333,9 +402,7 @@ pub async fn update(
     }
     service.previous_spec = Some(std::mem::replace(&mut service.spec, new_spec));
     service.meta.touch();
-    manager
-        .propose(Proposal::update(Object::Service(service), version))
-        .await?;
+    write(&manager, service, Some(version)).await?;
     Ok(Json(serde_json::json!({ "Warnings": null })))
 }
 
@@ -482,5 +549,62 @@ mod tests {
         twice.task_template.as_mut().unwrap().networks =
             Some(vec![attach("mynet"), attach("net1")]);
         assert!(attach_networks(&state, twice).is_err());
+    }
+
+    #[test]
+    fn the_endpoint_is_shown_as_docker_shows_it() {
+        let mut service = Service {
+            id: "s1".into(),
+            meta: Meta::default(),
+            spec: spec(None),
+            previous_spec: None,
+            generation: 1,
+            update_status: None,
+            endpoint: Default::default(),
+        };
+        // A spec without an endpoint spec: an empty one, no ports, no VIPs.
+        let json = serde_json::to_value(endpoint_view(&service)).unwrap();
+        assert_eq!(json, serde_json::json!({"Spec": {}}));
+        let port = serde_json::json!({
+            "Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8089, "PublishMode": "ingress"
+        });
+        service.spec.endpoint_spec = Some(
+            serde_json::from_value(serde_json::json!({
+                "Mode": "vip", "Ports": [port]
+            }))
+            .unwrap(),
+        );
+        service.endpoint.ports = service.spec.endpoint_spec.clone().unwrap().ports.unwrap();
+        service.endpoint.virtual_ips = vec![crate::store::NetworkAddress {
+            network_id: "bs2ldroxbbyuilirb61wvsh33".into(),
+            address: "10.0.0.3/24".parse().unwrap(),
+        }];
+        let json = serde_json::to_value(endpoint_view(&service)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "Spec": {"Mode": "vip", "Ports": [port]},
+                "Ports": [port],
+                "VirtualIPs": [{"NetworkID": "bs2ldroxbbyuilirb61wvsh33", "Addr": "10.0.0.3/24"}]
+            })
+        );
+    }
+
+    #[test]
+    fn a_checked_spec_has_docker_endpoint_defaults() {
+        let mut published = spec(None);
+        published.endpoint_spec = Some(
+            serde_json::from_value(serde_json::json!({
+                "Ports": [{"TargetPort": 80}]
+            }))
+            .unwrap(),
+        );
+        let json = serde_json::to_value(checked(published).unwrap().endpoint_spec).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"Mode": "vip", "Ports": [
+                {"Protocol": "tcp", "TargetPort": 80, "PublishMode": "ingress"}
+            ]})
+        );
     }
 }

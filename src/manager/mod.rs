@@ -7,6 +7,7 @@
 pub mod allocator;
 mod ca;
 pub mod dispatcher;
+pub mod endpoint;
 mod health;
 pub mod ipam;
 pub mod logs;
