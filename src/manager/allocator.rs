@@ -1,7 +1,8 @@
 //! The allocator: gives each new task one address on every overlay it attaches to and makes it
 //! pending, before the scheduler (or, for a global service's task, the node it was made for)
 //! takes it. Tasks that were told to stop before they reached a node are ended here, so that
-//! they release their addresses.
+//! they release their addresses. Every node gets its own address on the ingress network (the
+//! routing mesh's source address there), first, as docker gives its `ingress-sbox` the lowest.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -11,7 +12,7 @@ use ipnetwork::Ipv4Network;
 
 use super::ipam::free_address;
 use crate::store::state::{publishes_through_mesh, rank};
-use crate::store::{Change, ClusterState, Network, Task, TaskNetwork};
+use crate::store::{Change, ClusterState, Network, NetworkAddress, Task, TaskNetwork};
 
 /// What the allocator changes in `state`, with `at` as the time of every status.
 pub fn allocate(state: &ClusterState, at: &str) -> Vec<Change> {
@@ -23,7 +24,7 @@ pub fn allocate(state: &ClusterState, at: &str) -> Vec<Change> {
         ..Default::default()
     };
     let mut held: BTreeMap<&str, BTreeSet<Ipv4Addr>> = BTreeMap::new();
-    let mut changes = Vec::new();
+    let mut changes = node_ingress_addresses(state, &mut held);
     for task in state.tasks.values() {
         if task.desired_state != TaskState::RUNNING {
             if !task.is_terminal() && rank(task.state()) < rank(TaskState::ASSIGNED) {
@@ -56,6 +57,44 @@ pub fn allocate(state: &ClusterState, at: &str) -> Vec<Change> {
     changes
 }
 
+/// An ingress address for every node that has none on the current ingress network, counting
+/// those in `held` (as [`addresses`] does).
+fn node_ingress_addresses<'a>(
+    state: &'a ClusterState,
+    held: &mut BTreeMap<&'a str, BTreeSet<Ipv4Addr>>,
+) -> Vec<Change> {
+    let Some(ingress) = state.ingress_network() else {
+        return Vec::new();
+    };
+    let mut changes = Vec::new();
+    for node in state.nodes.values() {
+        if state.node_ingress(node).is_some() {
+            continue;
+        }
+        let taken = held
+            .entry(ingress.id.as_str())
+            .or_insert_with(|| state.addresses_held(&ingress.id, None));
+        let ip = match free_address(ingress, taken) {
+            Ok(ip) => ip,
+            Err(e) => {
+                // Every round would say it again: at debug level only.
+                tracing::debug!(node = %node.id, "no ingress address: {e}");
+                break;
+            }
+        };
+        taken.insert(ip);
+        changes.push(Change::NodeIngress {
+            node_id: node.id.clone(),
+            address: NetworkAddress {
+                network_id: ingress.id.clone(),
+                address: Ipv4Network::new(ip, ingress.subnet.prefix())
+                    .expect("a subnet's prefix length is valid"),
+            },
+        });
+    }
+    changes
+}
+
 /// The networks `task` attaches to, each with the aliases it has there: the ingress network
 /// first when its service publishes ports through the routing mesh (as docker), then those of
 /// its spec. An unknown network is an error.
@@ -69,7 +108,7 @@ pub fn wanted_networks<'a>(
         .get(&task.service_id)
         .is_some_and(publishes_through_mesh);
     if publishes {
-        if let Some(ingress) = state.networks.values().find(|n| n.is_ingress()) {
+        if let Some(ingress) = state.ingress_network() {
             wanted.push((ingress, Vec::new()));
         }
     }
@@ -284,5 +323,83 @@ mod tests {
         let mut s = state(Vec::new(), vec![t]);
         step(&mut s);
         assert_eq!(s.tasks["t1"].state(), TaskState::SHUTDOWN);
+    }
+
+    /// A swarm with its ingress network, nodes `a` and `b`, and a service `svc` publishing a
+    /// port, whose VIP on ingress is 10.0.0.2.
+    fn meshed(tasks: Vec<Task>) -> ClusterState {
+        let mut ingress = network("ing", "10.0.0.0/24");
+        ingress.spec.ingress = Some(true);
+        let mut s = state(vec![ingress], tasks);
+        for id in ["a", "b"] {
+            s.insert(crate::store::state::test_node(id));
+        }
+        s.insert(Object::Service(crate::store::Service {
+            id: "svc".into(),
+            meta: Meta::default(),
+            spec: bollard::models::ServiceSpec {
+                endpoint_spec: Some(bollard::models::EndpointSpec {
+                    ports: Some(vec![bollard::models::EndpointPortConfig {
+                        target_port: Some(80),
+                        published_port: Some(8080),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            previous_spec: None,
+            generation: 1,
+            update_status: None,
+            endpoint: crate::store::ServiceEndpoint {
+                ports: Vec::new(),
+                virtual_ips: vec![NetworkAddress {
+                    network_id: "ing".into(),
+                    address: "10.0.0.2/24".parse().unwrap(),
+                }],
+            },
+        }));
+        s
+    }
+
+    fn node_ingress(state: &ClusterState, node: &str) -> Option<String> {
+        let address = state.nodes[node].ingress.as_ref()?;
+        Some(address.address.to_string())
+    }
+
+    #[test]
+    fn every_node_gets_an_ingress_address_and_tasks_get_none_of_those_or_a_vip() {
+        let mut s = meshed(vec![task("t1", &[])]);
+        step(&mut s);
+        // The VIP is held; the nodes come first, then the task of the publishing service.
+        assert_eq!(node_ingress(&s, "a").as_deref(), Some("10.0.0.3/24"));
+        assert_eq!(node_ingress(&s, "b").as_deref(), Some("10.0.0.4/24"));
+        assert_eq!(address(&s, "t1"), ["10.0.0.5/24"]);
+        assert!(allocate(&s, "again").is_empty(), "a node keeps its address");
+        // A node that joins later gets the lowest free one; one that leaves frees its own.
+        s.nodes.remove("a");
+        s.insert(crate::store::state::test_node("c"));
+        step(&mut s);
+        assert_eq!(node_ingress(&s, "c").as_deref(), Some("10.0.0.3/24"));
+    }
+
+    #[test]
+    fn the_store_skips_a_node_ingress_address_taken_meanwhile() {
+        let mut s = meshed(vec![task("t1", &[])]);
+        let decided = allocate(&s, "now");
+        // A task took 10.0.0.3 between the decision and its application.
+        let mut other = task("t2", &[]);
+        other.status.state = Some(TaskState::PENDING);
+        other.networks = vec![TaskNetwork {
+            network_id: "ing".into(),
+            address: "10.0.0.3/24".parse().unwrap(),
+            aliases: Vec::new(),
+        }];
+        s.insert(Object::Task(other));
+        apply(&mut s, decided);
+        assert_eq!(node_ingress(&s, "a"), None);
+        assert_eq!(node_ingress(&s, "b").as_deref(), Some("10.0.0.4/24"));
+        step(&mut s);
+        assert_eq!(node_ingress(&s, "a").as_deref(), Some("10.0.0.6/24"));
     }
 }
