@@ -74,7 +74,11 @@ fn table() -> RouteTable {
     };
     let mut networks = BTreeMap::new();
     networks.insert("n".into(), NetworkRoutes { info, endpoints });
-    RouteTable { nodes, networks }
+    RouteTable {
+        nodes,
+        networks,
+        ..Default::default()
+    }
 }
 
 fn benches(c: &mut Criterion) {

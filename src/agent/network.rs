@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
 
+use crate::net::mesh::{Mesh, MeshConfig, MeshCounters};
 use crate::net::overlay::{Engine, EngineConfig, EngineCounters};
 use crate::net::plumb::{Attachment, NetnsFile, Plumber};
 use crate::net::routes::{NetworkInfo, RouteChange, RouteTable};
@@ -37,6 +38,8 @@ struct Devices {
     plumber: Option<Plumber>,
     /// The engine, with the data port it listens on.
     engine: Option<(Engine, u16)>,
+    /// The routing mesh, from the first table that gives this node an ingress address.
+    mesh: Option<Mesh>,
 }
 
 impl NodeNetwork {
@@ -69,6 +72,12 @@ impl NodeNetwork {
         devices.engine.as_ref().map(|(engine, _)| engine.counters())
     }
 
+    /// The routing mesh's counters, while it runs.
+    pub async fn mesh_counters(&self) -> Option<MeshCounters> {
+        let devices = self.devices.lock().await;
+        devices.mesh.as_ref().map(Mesh::counters)
+    }
+
     /// Applies a route update from the leader (from an empty table if `reset`), then makes the
     /// devices and the engine follow it.
     pub async fn update(
@@ -96,6 +105,10 @@ impl NodeNetwork {
         let plumber = devices.plumber()?;
         let engine = devices.engine(&self.node_id, self.underlay_ip, data_path_port)?;
         engine.install(table.clone())?;
+        if let Some(mesh) = devices.mesh(table.ingress.is_some())? {
+            // Opens the stack's TAP if the ingress address is new: the bridge takes it below.
+            mesh.install(table.clone())?;
+        }
         for routes in table.networks.values() {
             plumber.ensure_network(&routes.info).await?;
         }
@@ -172,6 +185,7 @@ impl NodeNetwork {
     pub async fn leave(&self) {
         let old = self.table.swap(Arc::new(RouteTable::default()));
         let mut devices = self.devices.lock().await;
+        devices.mesh = None;
         devices.engine = None;
         let Some(plumber) = devices.plumber.clone() else {
             return;
@@ -190,6 +204,17 @@ impl Devices {
             self.plumber = Some(Plumber::new()?);
         }
         Ok(self.plumber.clone().expect("just made"))
+    }
+
+    /// The mesh, started when first `wanted`; `None` while never wanted.
+    fn mesh(&mut self, wanted: bool) -> anyhow::Result<Option<&Mesh>> {
+        if wanted && self.mesh.is_none() {
+            let mesh = Mesh::start(MeshConfig::default())
+                .map_err(|e| anyhow::anyhow!("starting the routing mesh: {e}"))?;
+            tracing::info!("routing mesh started");
+            self.mesh = Some(mesh);
+        }
+        Ok(self.mesh.as_ref())
     }
 
     /// The engine, started (or restarted, if the swarm's data port changed) on first need.

@@ -403,6 +403,7 @@ pub async fn inspect(
     let manager = super::manager(&daemon).await?;
     let node = daemon.swarm().await.ok_or(SwarmError::NotInSwarm)?;
     let counters = node.network.counters().await;
+    let mesh_counters = node.network.mesh_counters().await;
     let table = node.network.table();
     let applied = manager.store.read();
     let network = find(&applied.state, &reference)?;
@@ -412,7 +413,19 @@ pub async fn inspect(
     let mut containers = BTreeMap::new();
     let mut peers = BTreeMap::new();
     for endpoint in endpoints {
-        if endpoint.node_id == node.node_id {
+        if endpoint.node_id == node.node_id && endpoint.task_id.is_empty() {
+            // The node's own ingress address, named as docker names its ingress sandbox.
+            containers.insert(
+                "ingress-sbox".to_string(),
+                serde_json::json!({
+                    "Name": "ingress-endpoint",
+                    "EndpointID": "ingress-sbox",
+                    "MacAddress": endpoint.mac.map(|b| format!("{b:02x}")).join(":"),
+                    "IPv4Address": format!("{}/{}", endpoint.address, network.subnet.prefix()),
+                    "IPv6Address": "",
+                }),
+            );
+        } else if endpoint.node_id == node.node_id {
             let name = applied
                 .state
                 .tasks
@@ -454,6 +467,7 @@ pub async fn inspect(
             .as_ref()
             .and_then(|c| c.networks.get(&network.id).copied()),
         unattributed_drops: counters.map(|c| c.drops),
+        mesh_counters: mesh_counters.filter(|_| network.is_ingress()),
     }))
 }
 
@@ -471,6 +485,9 @@ pub struct LocalNetworkView {
     /// Datagrams this node dropped before they could be tied to a network.
     #[serde(skip_serializing_if = "Option::is_none")]
     unattributed_drops: Option<EngineDrops>,
+    /// The routing mesh's counters on this node (the ingress network only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mesh_counters: Option<crate::net::mesh::MeshCounters>,
 }
 
 /// `DELETE /networks/{id}`: refused while a service or a task uses the network (the store

@@ -47,6 +47,7 @@ pub fn route_table_for(state: &ClusterState, node_id: &str) -> RouteTable {
                 (n.id.clone(), routes)
             })
             .collect(),
+        ..Default::default()
     };
     for task in state.tasks.values().filter(|t| is_endpoint(t)) {
         let Some(node) = task.node_id.as_deref().and_then(|id| state.nodes.get(id)) else {

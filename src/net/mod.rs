@@ -1,10 +1,13 @@
 //! The route path and the packet path: what the control plane compiles for the data plane
 //! ([`routes`]), the devices between tasks and the data plane ([`plumb`]), and the data plane
-//! itself ([`overlay`]; later `stack`, `mesh`, `dns`).
+//! itself: the overlay engine ([`overlay`]), the daemon's own presence on an overlay ([`stack`])
+//! and the routing mesh built on it ([`mesh`]).
 //!
 //! Nothing under `net` imports the control plane: the data plane works from [`routes::RouteTable`]
 //! snapshots, plain data that tests can build by hand.
 
+pub mod mesh;
 pub mod overlay;
 pub mod plumb;
 pub mod routes;
+pub mod stack;

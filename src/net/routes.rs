@@ -27,6 +27,110 @@ pub struct RouteTable {
     pub nodes: BTreeMap<String, IpAddr>,
     /// The networks, by network ID.
     pub networks: BTreeMap<String, NetworkRoutes>,
+    /// Ports published through the routing mesh, answered on every node.
+    #[serde(default)]
+    pub published: BTreeMap<PortKey, PublishedPort>,
+    /// This node's own address on the ingress network, the source of the mesh's connections to
+    /// backends; `None` while nothing is published through the mesh.
+    #[serde(default)]
+    pub ingress: Option<IngressAddress>,
+}
+
+/// A transport protocol of a published port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// A published port: its protocol and number. (Serialised as `tcp/8080`, a JSON object key.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortKey {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// The port number on every node.
+    pub port: u16,
+}
+
+impl std::fmt::Display for PortKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.protocol, self.port)
+    }
+}
+
+impl std::str::FromStr for PortKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PortKey, String> {
+        let bad = || format!("invalid port key {s:?}: expected tcp/PORT or udp/PORT");
+        let (protocol, port) = s.split_once('/').ok_or_else(bad)?;
+        let protocol = match protocol {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => return Err(bad()),
+        };
+        Ok(PortKey {
+            protocol,
+            port: port.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl Serialize for PortKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<PortKey, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A port published through the routing mesh: where to send what arrives on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    /// The service that publishes it.
+    pub service_id: String,
+    /// The port the service's tasks listen on.
+    pub target_port: u16,
+    /// Whether each TCP connection to a backend starts with a PROXY protocol v2 header carrying
+    /// the client's address (the service's `com.shoal.mesh.proxy-protocol=v2` label).
+    pub proxy_protocol: bool,
+    /// The service's running tasks on up nodes, by task ID (a stable order for Maglev), each at
+    /// its address on the ingress network.
+    pub backends: Vec<Backend>,
+}
+
+/// One task a published port can send a connection to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    /// The task.
+    pub task_id: String,
+    /// Its address on the ingress network.
+    pub address: Ipv4Addr,
+}
+
+/// A node's own address on the ingress network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressAddress {
+    /// The ingress network's ID (a network of the same table).
+    pub network_id: String,
+    /// The address; its MAC is [`mac_for`] it, like a task's.
+    pub address: Ipv4Addr,
 }
 
 /// One overlay network as the data plane sees it.
@@ -65,6 +169,12 @@ impl NetworkInfo {
     pub fn tap_name(&self) -> String {
         format!("sht{}", self.vni)
     }
+
+    /// Name of the TAP device of the daemon's own userspace stack on the network (the routing
+    /// mesh's source address), the bridge's other port on nodes that have one.
+    pub fn stack_tap_name(&self) -> String {
+        format!("shs{}", self.vni)
+    }
 }
 
 /// A task's address on an overlay.
@@ -76,9 +186,9 @@ pub struct Endpoint {
     pub mac: MacAddr,
     /// The node the task runs on.
     pub node_id: String,
-    /// The task.
+    /// The task; empty for a node's own ingress address ([`RouteTable::ingress`]).
     pub task_id: String,
-    /// The task's service.
+    /// The task's service; empty for a node's own ingress address.
     pub service_id: String,
 }
 
@@ -107,6 +217,18 @@ pub enum RouteChange {
         address: Ipv4Addr,
         /// The endpoint, or `None` to remove it.
         endpoint: Option<Endpoint>,
+    },
+    /// A published port appears, changes or goes.
+    Published {
+        /// The port.
+        key: PortKey,
+        /// Where it leads, or `None` to remove it.
+        port: Option<PublishedPort>,
+    },
+    /// This node's ingress address appears, changes or goes.
+    Ingress {
+        /// The new address, or `None`.
+        address: Option<IngressAddress>,
     },
 }
 
@@ -168,6 +290,27 @@ impl RouteTable {
                 });
             }
         }
+        for (key, port) in &new.published {
+            if self.published.get(key) != Some(port) {
+                changes.push(RouteChange::Published {
+                    key: *key,
+                    port: Some(port.clone()),
+                });
+            }
+        }
+        for key in self.published.keys() {
+            if !new.published.contains_key(key) {
+                changes.push(RouteChange::Published {
+                    key: *key,
+                    port: None,
+                });
+            }
+        }
+        if self.ingress != new.ingress {
+            changes.push(RouteChange::Ingress {
+                address: new.ingress.clone(),
+            });
+        }
         changes
     }
 
@@ -207,6 +350,13 @@ impl RouteTable {
                         None => network.endpoints.remove(address),
                     };
                 }
+                RouteChange::Published { key, port } => {
+                    match port {
+                        Some(p) => self.published.insert(*key, p.clone()),
+                        None => self.published.remove(key),
+                    };
+                }
+                RouteChange::Ingress { address } => self.ingress = address.clone(),
             }
         }
     }
@@ -271,7 +421,52 @@ mod tests {
                     )
                 })
                 .collect(),
+            ..Default::default()
         }
+    }
+
+    fn published(service: &str, backends: &[u8]) -> PublishedPort {
+        PublishedPort {
+            service_id: service.into(),
+            target_port: 80,
+            proxy_protocol: false,
+            backends: backends
+                .iter()
+                .map(|last| Backend {
+                    task_id: format!("task{last}"),
+                    address: Ipv4Addr::new(10, 0, 0, *last),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn published_ports_and_the_ingress_address_travel_in_diffs() {
+        let tcp = |port| PortKey {
+            protocol: Protocol::Tcp,
+            port,
+        };
+        let mut old = table(&[("a", 1)], &[]);
+        old.published.insert(tcp(8080), published("s1", &[2, 3]));
+        old.published.insert(tcp(9090), published("s2", &[4]));
+        let mut new = old.clone();
+        new.published.insert(tcp(8080), published("s1", &[3]));
+        new.published.remove(&tcp(9090));
+        new.ingress = Some(IngressAddress {
+            network_id: "ing".into(),
+            address: Ipv4Addr::new(10, 0, 0, 9),
+        });
+        let changes = old.diff(&new);
+        assert_eq!(changes.len(), 3);
+        let mut applied = old.clone();
+        applied.apply(&changes);
+        assert_eq!(applied, new);
+        // Keys are JSON object keys: "tcp/8080".
+        let json = serde_json::to_value(&new).unwrap();
+        assert!(json["published"]["tcp/8080"].is_object());
+        let back: RouteTable = serde_json::from_value(json).unwrap();
+        assert_eq!(back, new);
+        assert!("sctp/1".parse::<PortKey>().is_err());
     }
 
     #[test]
@@ -319,5 +514,6 @@ mod tests {
     fn device_names_fit_linux_limits() {
         let info = network("n", 0xFF_FFFF);
         assert!(info.bridge_name().len() <= 15 && info.tap_name().len() <= 15);
+        assert!(info.stack_tap_name().len() <= 15);
     }
 }

@@ -64,6 +64,32 @@ pub fn open_tap(name: &str, queues: usize, mtu: u16) -> io::Result<LocalPort> {
     LocalPort::new(fds, true)
 }
 
+/// Opens (creating it if needed) the TAP `name` with one non-blocking queue and no virtio-net
+/// header, where each read or write is one Ethernet frame of at most `mtu` bytes of payload;
+/// sets its MTU and brings it up. This is the daemon's own userspace stack's device
+/// (`crate::net::stack`); the device goes away when the descriptor is closed.
+pub fn open_plain_tap(name: &str, mtu: u16) -> io::Result<OwnedFd> {
+    let mut request = interface_request(name)?;
+    request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
+    let path = c"/dev/net/tun";
+    // SAFETY: a valid C string path; the result is checked.
+    let raw = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` was just opened and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: TUNSETIFF reads an `ifreq`, which outlives the call.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut request) })?;
+    set_mtu_and_up(name, mtu)?;
+    Ok(fd)
+}
+
 /// Sets the MTU of interface `name` and brings it up, through ioctls on a throwaway socket.
 fn set_mtu_and_up(name: &str, mtu: u16) -> io::Result<()> {
     // SAFETY: plain socket creation, checked.

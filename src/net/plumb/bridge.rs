@@ -11,8 +11,8 @@ use crate::net::routes::NetworkInfo;
 
 impl Plumber {
     /// Makes sure the network's bridge exists, with the network's MTU, up, without addresses
-    /// and with IPv6 off; and, if the overlay engine has made the network's TAP, that the TAP is
-    /// a port of the bridge and up. Idempotent: call it on every route-table change.
+    /// and with IPv6 off; and, if the overlay engine has made the network's TAP (or the daemon's
+    /// stack its own), that the TAP is a port of the bridge and up. Idempotent: call it on every route-table change.
     pub async fn ensure_network(&self, info: &NetworkInfo) -> Result<()> {
         let name = info.bridge_name();
         let fail = |what: &str| {
@@ -57,21 +57,23 @@ impl Plumber {
             .await
             .map_err(fail("setting the MTU and up on"))?;
 
-        let tap = info.tap_name();
-        let fail_tap = |e| {
-            let operation = format!("adding TAP {tap} to bridge {name}");
-            PlumbError::new(operation, e)
-        };
-        if link::find(&self.handle, &tap)
-            .await
-            .map_err(fail_tap)?
-            .is_some()
-        {
-            let port = LinkUnspec::new_with_name(&tap)
-                .controller(bridge.index)
-                .up()
-                .build();
-            link::set(&self.handle, port).await.map_err(fail_tap)?;
+        // The engine's TAP, and the daemon's own stack's TAP where it has one.
+        for tap in [info.tap_name(), info.stack_tap_name()] {
+            let fail_tap = |e| {
+                let operation = format!("adding TAP {tap} to bridge {name}");
+                PlumbError::new(operation, e)
+            };
+            if link::find(&self.handle, &tap)
+                .await
+                .map_err(fail_tap)?
+                .is_some()
+            {
+                let port = LinkUnspec::new_with_name(&tap)
+                    .controller(bridge.index)
+                    .up()
+                    .build();
+                link::set(&self.handle, port).await.map_err(fail_tap)?;
+            }
         }
         Ok(())
     }

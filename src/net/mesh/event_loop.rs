@@ -1,0 +1,341 @@
+//! The mesh thread: one mio event loop over the published ports' kernel sockets, the proxied
+//! client connections and the stack's device.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::os::fd::RawFd;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use smoltcp::socket::{tcp, udp};
+
+use super::maglev::Maglev;
+use super::slab::Slab;
+use super::tcp::Connection;
+use super::udp::Flow;
+use super::{Counters, MeshConfig};
+use crate::net::routes::{PortKey, Protocol, PublishedPort, RouteTable};
+use crate::net::stack::Stack;
+
+/// Token of the waker that says a command is waiting.
+pub const WAKER: Token = Token(usize::MAX);
+/// Token of the stack's device.
+const DEVICE: Token = Token(usize::MAX - 1);
+/// Listener tokens start here; client connections take the tokens below.
+const LISTENER_BASE: usize = 1 << 40;
+/// Rounds of polling the stack and moving data before the loop looks at the kernel again.
+const MAX_ROUNDS: usize = 64;
+/// How often idle UDP flows are looked for.
+const SWEEP_PERIOD: Duration = Duration::from_secs(5);
+
+/// What the [`super::Mesh`] handle tells the loop.
+pub enum Command {
+    /// Follow a new table; `stack` is `Some` when the stack is replaced (by `None`: no ingress
+    /// address any more).
+    Install {
+        table: Arc<RouteTable>,
+        stack: Option<Option<Stack>>,
+    },
+    /// Close everything and end the thread.
+    Stop,
+}
+
+/// A published port as the loop serves it.
+pub struct Published {
+    pub route: PublishedPort,
+    pub maglev: Maglev,
+    pub listener: Listener,
+}
+
+/// A published port's kernel socket.
+pub enum Listener {
+    Tcp(mio::net::TcpListener),
+    Udp(mio::net::UdpSocket),
+}
+
+impl Published {
+    /// The backend for a flow from `client`, and on the `attempt`-th try (0 first) the ones
+    /// after it in turn; `None` when there is none.
+    pub fn backend(&self, client: SocketAddr, attempt: usize) -> Option<SocketAddrV4> {
+        let backends = &self.route.backends;
+        let first = self.maglev.lookup(super::maglev::flow_hash(client))?;
+        let backend = &backends[(first + attempt) % backends.len()];
+        Some(SocketAddrV4::new(backend.address, self.route.target_port))
+    }
+}
+
+/// The loop's state.
+pub struct Looper {
+    pub config: MeshConfig,
+    pub poll: Poll,
+    commands: mpsc::Receiver<Command>,
+    pub counters: Arc<Counters>,
+    pub stack: Option<Stack>,
+    pub published: BTreeMap<PortKey, Published>,
+    /// The published port of each listener token (offset by `LISTENER_BASE`).
+    listeners: Slab<PortKey>,
+    pub connections: Slab<Connection>,
+    /// Sockets aborted this turn, removed after the next poll has sent their reset.
+    pub dying: Vec<(smoltcp::iface::SocketHandle, u16)>,
+    pub flows: Slab<Flow>,
+    pub flow_index: HashMap<(PortKey, SocketAddr), usize>,
+    pub tcp_pool: Vec<tcp::Socket<'static>>,
+    pub udp_pool: Vec<udp::Socket<'static>>,
+    /// One datagram received on a published UDP port.
+    pub datagram: Box<[u8]>,
+    last_sweep: Instant,
+}
+
+impl Looper {
+    pub fn new(
+        config: MeshConfig,
+        poll: Poll,
+        commands: mpsc::Receiver<Command>,
+        counters: Arc<Counters>,
+    ) -> Looper {
+        Looper {
+            config,
+            poll,
+            commands,
+            counters,
+            stack: None,
+            published: BTreeMap::new(),
+            listeners: Slab::new(),
+            connections: Slab::new(),
+            dying: Vec::new(),
+            flows: Slab::new(),
+            flow_index: HashMap::new(),
+            tcp_pool: Vec::new(),
+            udp_pool: Vec::new(),
+            datagram: vec![0; 65536].into_boxed_slice(),
+            last_sweep: Instant::now(),
+        }
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!("the mesh's event loop failed: {e}");
+                    return;
+                }
+            }
+            for event in &events {
+                match event.token() {
+                    WAKER => {
+                        if !self.take_commands() {
+                            return;
+                        }
+                    }
+                    DEVICE => {} // the stack is polled below in any case
+                    Token(t) if t >= LISTENER_BASE => self.on_listener(t - LISTENER_BASE),
+                    Token(t) => self.on_client(t, event),
+                }
+            }
+            self.turn();
+            if self.last_sweep.elapsed() >= SWEEP_PERIOD {
+                self.last_sweep = Instant::now();
+                self.expire_flows();
+            }
+        }
+    }
+
+    /// How long to wait for events: until the stack's next timer, at most a sweep period.
+    fn timeout(&mut self) -> Duration {
+        let stack = self.stack.as_mut().and_then(|s| s.poll_delay());
+        stack.map_or(SWEEP_PERIOD, |d| d.min(SWEEP_PERIOD))
+    }
+
+    /// Polls the stack and moves data between kernel sockets and the stack's sockets until
+    /// neither has anything more to do.
+    fn turn(&mut self) {
+        for _ in 0..MAX_ROUNDS {
+            let Some(stack) = self.stack.as_mut() else {
+                return;
+            };
+            let changed = stack.poll();
+            self.bury();
+            let moved = self.pump_connections() | self.relay_replies();
+            if !changed && !moved {
+                return;
+            }
+        }
+    }
+
+    /// Removes the sockets aborted since the last poll (which sent their resets) and keeps
+    /// them for reuse.
+    fn bury(&mut self) {
+        let Some(stack) = self.stack.as_mut() else {
+            return;
+        };
+        for (handle, port) in self.dying.drain(..) {
+            if let smoltcp::socket::Socket::Tcp(socket) = stack.sockets.remove(handle) {
+                self.tcp_pool.push(socket);
+            }
+            stack.tcp_ports.release(port);
+        }
+    }
+
+    /// Applies the commands waiting; false when told to stop.
+    fn take_commands(&mut self) -> bool {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Install { table, stack } => self.install(&table, stack),
+                Command::Stop => return false,
+            }
+        }
+        true
+    }
+
+    fn install(&mut self, table: &RouteTable, stack: Option<Option<Stack>>) {
+        if let Some(stack) = stack {
+            self.replace_stack(stack);
+        }
+        let gone: Vec<PortKey> = self
+            .published
+            .keys()
+            .filter(|k| !table.published.contains_key(k))
+            .copied()
+            .collect();
+        for key in gone {
+            self.unpublish(key);
+        }
+        for (key, route) in &table.published {
+            match self.published.get_mut(key) {
+                Some(published) if published.route.backends != route.backends => {
+                    let names: Vec<&str> =
+                        route.backends.iter().map(|b| b.task_id.as_str()).collect();
+                    published.maglev = Maglev::new(&names, Maglev::DEFAULT_SIZE);
+                    published.route = route.clone();
+                    self.forget_flows_to_gone_backends(*key);
+                }
+                Some(published) => published.route = route.clone(),
+                None => self.publish(*key, route),
+            }
+        }
+    }
+
+    /// Drops every connection and flow of the old stack and takes the new one.
+    fn replace_stack(&mut self, stack: Option<Stack>) {
+        for connection in self.connections.drain() {
+            connection.deregister(self.poll.registry());
+        }
+        self.flows.drain().for_each(drop);
+        self.flow_index.clear();
+        self.dying.clear();
+        if let Some(old) = &self.stack {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&old.fd()));
+        }
+        self.stack = stack;
+        if let Some(new) = &self.stack {
+            let fd: RawFd = new.fd();
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), DEVICE, Interest::READABLE)
+            {
+                tracing::error!("cannot poll the mesh's device: {e}");
+            }
+        }
+    }
+
+    fn publish(&mut self, key: PortKey, route: &PublishedPort) {
+        let listener = match bind(SocketAddr::new(self.config.listen, key.port), key.protocol) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!("cannot publish {key} on this node: {e}");
+                Counters::add(&self.counters.bind_failures, 1);
+                return;
+            }
+        };
+        let index = self.listeners.insert(key);
+        let mut published = Published {
+            route: route.clone(),
+            maglev: Maglev::new(
+                &route
+                    .backends
+                    .iter()
+                    .map(|b| b.task_id.as_str())
+                    .collect::<Vec<_>>(),
+                Maglev::DEFAULT_SIZE,
+            ),
+            listener,
+        };
+        let token = Token(LISTENER_BASE + index);
+        let registered = match &mut published.listener {
+            Listener::Tcp(l) => self.poll.registry().register(l, token, Interest::READABLE),
+            Listener::Udp(s) => self.poll.registry().register(s, token, Interest::READABLE),
+        };
+        if let Err(e) = registered {
+            tracing::warn!("cannot poll published port {key}: {e}");
+            self.listeners.remove(index);
+            return;
+        }
+        tracing::info!("published {key} -> port {}", route.target_port);
+        self.published.insert(key, published);
+    }
+
+    /// Closes a port no longer published; connections already made go on to their end.
+    fn unpublish(&mut self, key: PortKey) {
+        let Some(mut published) = self.published.remove(&key) else {
+            return;
+        };
+        let _ = match &mut published.listener {
+            Listener::Tcp(l) => self.poll.registry().deregister(l),
+            Listener::Udp(s) => self.poll.registry().deregister(s),
+        };
+        let index = self
+            .listeners
+            .iter()
+            .find(|(_, k)| **k == key)
+            .map(|(i, _)| i);
+        if let Some(index) = index {
+            self.listeners.remove(index);
+        }
+        tracing::info!("unpublished {key}");
+    }
+
+    fn on_listener(&mut self, index: usize) {
+        let Some(key) = self.listeners.get_mut(index).copied() else {
+            return;
+        };
+        match key.protocol {
+            Protocol::Tcp => self.accept_all(key),
+            Protocol::Udp => self.receive_datagrams(key),
+        }
+    }
+}
+
+/// Binds a published port: TCP with `SO_REUSEPORT` (a restarted daemon binds at once, and more
+/// loops could share the port), both non-blocking.
+fn bind(addr: SocketAddr, protocol: Protocol) -> io::Result<Listener> {
+    use socket2::{Domain, Socket, Type};
+    let domain = Domain::for_address(addr);
+    match protocol {
+        Protocol::Tcp => {
+            let socket = Socket::new(domain, Type::STREAM, Some(socket2::Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(1024)?;
+            Ok(Listener::Tcp(mio::net::TcpListener::from_std(
+                std::net::TcpListener::from(socket),
+            )))
+        }
+        Protocol::Udp => {
+            let socket = Socket::new(domain, Type::DGRAM, Some(socket2::Protocol::UDP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&addr.into())?;
+            Ok(Listener::Udp(mio::net::UdpSocket::from_std(
+                std::net::UdpSocket::from(socket),
+            )))
+        }
+    }
+}

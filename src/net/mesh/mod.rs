@@ -1,0 +1,216 @@
+//! The ingress routing mesh: published ports answered on every node and forwarded to the
+//! service's tasks, wherever they run.
+//!
+//! A [`Mesh`] is one thread with one event loop. It listens on every port the route table
+//! publishes (kernel sockets), picks a backend per flow with [`maglev`] over the service's
+//! running tasks, and reaches it from this node's own address on the ingress network: a
+//! [`crate::net::stack::Stack`] whose frames go through the network's bridge, to a task here or
+//! through the overlay engine to a task on another node. [`proxy_protocol`] can tell a backend
+//! who the client was. The loop copies bytes straight between kernel sockets and smoltcp's
+//! socket buffers; it takes no lock and allocates nothing per packet.
+
+#![warn(missing_docs)]
+
+mod event_loop;
+pub mod maglev;
+pub mod proxy_protocol;
+mod slab;
+mod tcp;
+mod udp;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+
+use crate::net::overlay::tap::open_plain_tap;
+use crate::net::routes::{IngressAddress, NetworkInfo, RouteTable};
+use crate::net::stack::{DeviceDrops, Stack};
+
+use event_loop::{Command, Looper};
+
+/// Where the mesh listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeshConfig {
+    /// The address published ports are bound to on this node (all addresses by default).
+    pub listen: IpAddr,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        MeshConfig {
+            listen: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+}
+
+/// Opens the device of the node's stack on a network.
+pub trait DeviceOpener: Send + Sync + 'static {
+    /// A non-blocking descriptor on `network` where one read or write is one Ethernet frame.
+    fn open(&self, network: &NetworkInfo) -> io::Result<OwnedFd>;
+}
+
+/// Opens the TAP named by [`NetworkInfo::stack_tap_name`] (the plumbing makes it a port of the
+/// network's bridge); needs `CAP_NET_ADMIN`.
+pub struct TapDeviceOpener;
+
+impl DeviceOpener for TapDeviceOpener {
+    fn open(&self, network: &NetworkInfo) -> io::Result<OwnedFd> {
+        open_plain_tap(&network.stack_tap_name(), network.mtu)
+    }
+}
+
+/// The routing mesh of one node (see the module documentation).
+pub struct Mesh {
+    commands: mpsc::Sender<Command>,
+    waker: Arc<mio::Waker>,
+    counters: Arc<Counters>,
+    opener: Box<dyn DeviceOpener>,
+    /// The ingress address and network the running stack was made for.
+    stack_for: Mutex<Option<(IngressAddress, NetworkInfo)>>,
+    device_drops: Mutex<Option<Arc<DeviceDrops>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Mesh {
+    /// Starts the mesh thread with TAP devices; nothing is published yet.
+    pub fn start(config: MeshConfig) -> io::Result<Mesh> {
+        Mesh::start_with(config, TapDeviceOpener)
+    }
+
+    /// Starts the mesh thread with `opener` providing the stack's device.
+    pub fn start_with(config: MeshConfig, opener: impl DeviceOpener) -> io::Result<Mesh> {
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), event_loop::WAKER)?);
+        let (commands, receiver) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let looper = Looper::new(config, poll, receiver, counters.clone());
+        let thread = std::thread::Builder::new()
+            .name("mesh".into())
+            .spawn(move || looper.run())?;
+        Ok(Mesh {
+            commands,
+            waker,
+            counters,
+            opener: Box::new(opener),
+            stack_for: Mutex::new(None),
+            device_drops: Mutex::new(None),
+            thread: Some(thread),
+        })
+    }
+
+    /// Follows a new route table: opens the stack's device when the node's ingress address
+    /// appears or changes (so the caller can add it to the bridge right after), then hands the
+    /// table to the loop, which binds newly published ports, closes those gone and takes the new
+    /// backends.
+    pub fn install(&self, table: Arc<RouteTable>) -> io::Result<()> {
+        let wanted = table.ingress.as_ref().and_then(|ingress| {
+            let network = table.networks.get(&ingress.network_id)?;
+            Some((ingress.clone(), network.info.clone()))
+        });
+        let mut stack_for = self.stack_for.lock().unwrap_or_else(|e| e.into_inner());
+        let stack = if *stack_for == wanted {
+            None
+        } else {
+            let stack = match &wanted {
+                Some((ingress, network)) => {
+                    let fd = self.opener.open(network).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("opening the mesh's device on {}: {e}", network.name),
+                        )
+                    })?;
+                    let stack = Stack::new(network, ingress.address, fd);
+                    *self.device_drops.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(stack.device.drops());
+                    Some(stack)
+                }
+                None => None,
+            };
+            *stack_for = wanted;
+            Some(stack)
+        };
+        self.send(Command::Install { table, stack })
+    }
+
+    /// What the mesh has counted so far.
+    pub fn counters(&self) -> MeshCounters {
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let drops = self.device_drops.lock().unwrap_or_else(|e| e.into_inner());
+        MeshCounters {
+            connections: load(&c.connections),
+            no_backend: load(&c.no_backend),
+            connect_retries: load(&c.connect_retries),
+            connect_failures: load(&c.connect_failures),
+            udp_flows: load(&c.udp_flows),
+            udp_dropped: load(&c.udp_dropped),
+            bind_failures: load(&c.bind_failures),
+            device_read_failed: drops.as_ref().map_or(0, |d| load(&d.read_failed)),
+            device_write_failed: drops.as_ref().map_or(0, |d| load(&d.write_failed)),
+        }
+    }
+
+    fn send(&self, command: Command) -> io::Result<()> {
+        self.commands
+            .send(command)
+            .map_err(|_| io::Error::other("the mesh thread has stopped"))?;
+        self.waker.wake()
+    }
+}
+
+impl Drop for Mesh {
+    /// Stops the thread: every published port closes, every proxied connection is dropped.
+    fn drop(&mut self) {
+        let _ = self.send(Command::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the loop counts, shared with [`Mesh::counters`].
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    no_backend: AtomicU64,
+    connect_retries: AtomicU64,
+    connect_failures: AtomicU64,
+    udp_flows: AtomicU64,
+    udp_dropped: AtomicU64,
+    bind_failures: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of the mesh's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MeshCounters {
+    /// TCP connections accepted on published ports.
+    pub connections: u64,
+    /// Connections and datagrams turned away because the port had no backend.
+    pub no_backend: u64,
+    /// Connections to a backend that failed and were tried on the next one.
+    pub connect_retries: u64,
+    /// Connections closed because no backend could be reached.
+    pub connect_failures: u64,
+    /// UDP flows started.
+    pub udp_flows: u64,
+    /// Datagrams dropped (no room in the flow's buffer, or no local port left).
+    pub udp_dropped: u64,
+    /// Published ports that could not be bound on this node.
+    pub bind_failures: u64,
+    /// Frames the stack's device could not read whole.
+    pub device_read_failed: u64,
+    /// Frames the stack's device refused.
+    pub device_write_failed: u64,
+}

@@ -1,0 +1,328 @@
+//! TCP through the mesh: each accepted client connection is joined to a smoltcp socket that
+//! connects to a backend, and bytes are copied between the kernel socket and smoltcp's buffers.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+
+use mio::event::Event;
+use mio::{Interest, Token};
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::{self, CongestionControl, State};
+use smoltcp::time::Duration;
+
+use super::Counters;
+use super::event_loop::Looper;
+use super::proxy_protocol::{self, MAX_HEADER_LEN, Transport};
+use crate::net::routes::PortKey;
+use crate::net::stack::Stack;
+
+/// Each direction's buffer in the stack, per connection: room for a window that keeps a
+/// cross-node path busy (smoltcp scales the window above 64 KiB).
+const BUFFER_SIZE: usize = 256 << 10;
+/// How long a backend may take to answer a connection attempt before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One client connection and its leg to a backend.
+pub struct Connection {
+    client: mio::net::TcpStream,
+    client_addr: SocketAddr,
+    key: PortKey,
+    socket: SocketHandle,
+    local_port: u16,
+    /// Backends tried so far, the current one included.
+    attempts: usize,
+    open: bool,
+    /// The client socket may have data (or an end) to read.
+    readable: bool,
+    /// The client socket may take data.
+    writable: bool,
+    /// The client has sent its last byte; the backend was sent a FIN.
+    client_done: bool,
+    /// The backend has sent its last byte; the client was sent a FIN.
+    backend_done: bool,
+}
+
+impl Connection {
+    /// Stops polling the client socket.
+    pub fn deregister(mut self, registry: &mio::Registry) {
+        let _ = registry.deregister(&mut self.client);
+    }
+}
+
+/// What pumping did to a connection.
+enum Pumped {
+    Idle,
+    Moved,
+    Finished,
+    /// The backend refused or did not answer.
+    Failed,
+}
+
+impl Looper {
+    /// Accepts every waiting client of a published TCP port.
+    pub(super) fn accept_all(&mut self, key: PortKey) {
+        loop {
+            let Some(published) = self.published.get(&key) else {
+                return;
+            };
+            let super::event_loop::Listener::Tcp(listener) = &published.listener else {
+                return;
+            };
+            let (client, client_addr) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!("accept on {key}: {e}");
+                    return;
+                }
+            };
+            Counters::add(&self.counters.connections, 1);
+            let backend = published.backend(client_addr, 0);
+            let (Some(backend), Some(stack)) = (backend, self.stack.as_mut()) else {
+                Counters::add(&self.counters.no_backend, 1);
+                continue; // dropping the stream closes it
+            };
+            let _ = client.set_nodelay(true);
+            let Some((socket, local_port)) = connect(stack, &mut self.tcp_pool, backend) else {
+                Counters::add(&self.counters.connect_failures, 1);
+                continue;
+            };
+            let index = self.connections.insert(Connection {
+                client,
+                client_addr,
+                key,
+                socket,
+                local_port,
+                attempts: 1,
+                open: false,
+                readable: false,
+                writable: false,
+                client_done: false,
+                backend_done: false,
+            });
+            let connection = self.connections.get_mut(index).expect("just inserted");
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut connection.client, Token(index), interest)
+            {
+                tracing::warn!("cannot poll a client connection: {e}");
+                self.close(index);
+            }
+        }
+    }
+
+    /// Notes what the kernel said about a client socket; the data moves in the next turn.
+    pub(super) fn on_client(&mut self, index: usize, event: &Event) {
+        let Some(connection) = self.connections.get_mut(index) else {
+            return;
+        };
+        // An end or an error shows up as a read or write that says so.
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            connection.readable = true;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            connection.writable = true;
+        }
+    }
+
+    /// Moves what can move on every connection; whether anything did.
+    pub(super) fn pump_connections(&mut self) -> bool {
+        let mut moved = false;
+        for index in 0..self.connections.bound() {
+            match self.pump(index) {
+                Pumped::Idle => {}
+                Pumped::Moved => moved = true,
+                Pumped::Finished => {
+                    self.close(index);
+                    moved = true;
+                }
+                Pumped::Failed => {
+                    moved = true;
+                    self.retry(index);
+                }
+            }
+        }
+        moved
+    }
+
+    fn pump(&mut self, index: usize) -> Pumped {
+        let (Some(connection), Some(stack)) =
+            (self.connections.get_mut(index), self.stack.as_mut())
+        else {
+            return Pumped::Idle;
+        };
+        let socket = stack.sockets.get_mut::<tcp::Socket>(connection.socket);
+        let mut moved = false;
+        if !connection.open {
+            match socket.state() {
+                State::SynSent | State::SynReceived => return Pumped::Idle,
+                State::Closed | State::TimeWait => return Pumped::Failed,
+                _ => {}
+            }
+            connection.open = true;
+            // A live connection is never cut for being idle.
+            socket.set_timeout(None);
+            let proxied = self.published.get(&connection.key);
+            if proxied.is_some_and(|p| p.route.proxy_protocol) {
+                let mut header = [0u8; MAX_HEADER_LEN];
+                let local = connection.client.local_addr();
+                if let Ok(local) = local {
+                    let len = proxy_protocol::encode(
+                        connection.client_addr,
+                        local,
+                        Transport::Stream,
+                        &mut header,
+                    );
+                    // The send buffer is empty and far larger than a header.
+                    let _ = socket.send_slice(&header[..len]);
+                }
+            }
+            moved = true;
+        }
+        // Client to backend.
+        while connection.readable && !connection.client_done && socket.can_send() {
+            let client = &mut connection.client;
+            let read = socket.send(|buffer| match client.read(buffer) {
+                Ok(n) => (n, Ok(n)),
+                Err(e) => (0, Err(e)),
+            });
+            match read {
+                Ok(Ok(0)) => {
+                    connection.client_done = true;
+                    socket.close();
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => connection.readable = false,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The client reset or the socket broke: reset the backend's side too.
+                Ok(Err(_)) | Err(_) => {
+                    socket.abort();
+                    return Pumped::Finished;
+                }
+            }
+            moved = true;
+        }
+        // Backend to client.
+        while connection.writable && socket.can_recv() {
+            let client = &mut connection.client;
+            let written = socket.recv(|data| match client.write(data) {
+                Ok(n) => (n, Ok(n)),
+                Err(e) => (0, Err(e)),
+            });
+            match written {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => connection.writable = false,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(_)) | Err(_) => {
+                    socket.abort();
+                    return Pumped::Finished;
+                }
+            }
+            moved = true;
+        }
+        if !connection.backend_done && !socket.may_recv() && !socket.can_recv() {
+            // The backend finished (FIN, or a reset): pass the end on.
+            connection.backend_done = true;
+            let _ = connection.client.shutdown(Shutdown::Write);
+            moved = true;
+        }
+        // Closed: both ends finished, or the backend reset. Time-wait: both ends finished, ours
+        // first; the stack need not linger, the local port is not reused for a long while.
+        let finished = matches!(socket.state(), State::Closed | State::TimeWait);
+        if finished && !socket.can_recv() {
+            return Pumped::Finished;
+        }
+        if moved { Pumped::Moved } else { Pumped::Idle }
+    }
+
+    /// Tries the connection's next backend, or gives up once each was tried.
+    fn retry(&mut self, index: usize) {
+        let (Some(connection), Some(stack)) =
+            (self.connections.get_mut(index), self.stack.as_mut())
+        else {
+            return;
+        };
+        let next = self
+            .published
+            .get(&connection.key)
+            .filter(|p| connection.attempts < p.route.backends.len())
+            .and_then(|p| p.backend(connection.client_addr, connection.attempts));
+        let Some(backend) = next else {
+            Counters::add(&self.counters.connect_failures, 1);
+            return self.close(index);
+        };
+        Counters::add(&self.counters.connect_retries, 1);
+        connection.attempts += 1;
+        // A new local port: the old one's attempt may still be known to the old backend.
+        let Some(port) = stack.tcp_ports.take() else {
+            Counters::add(&self.counters.connect_failures, 1);
+            return self.close(index);
+        };
+        stack.tcp_ports.release(connection.local_port);
+        connection.local_port = port;
+        let socket = stack.sockets.get_mut::<tcp::Socket>(connection.socket);
+        socket.abort();
+        socket.set_timeout(Some(CONNECT_TIMEOUT));
+        if socket
+            .connect(stack.iface.context(), backend, port)
+            .is_err()
+        {
+            Counters::add(&self.counters.connect_failures, 1);
+            self.close(index);
+        }
+    }
+
+    /// Ends a connection: the client socket closes, the stack's socket is reset if still open
+    /// and kept for reuse once the reset is sent.
+    pub(super) fn close(&mut self, index: usize) {
+        let Some(mut connection) = self.connections.remove(index) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut connection.client);
+        if let Some(stack) = self.stack.as_mut() {
+            let socket = stack.sockets.get_mut::<tcp::Socket>(connection.socket);
+            if socket.is_open() && socket.state() != State::TimeWait {
+                socket.abort();
+            }
+            self.dying.push((connection.socket, connection.local_port));
+        }
+    }
+}
+
+/// A socket of the stack connecting to `backend` from a fresh local port; `None` if no local
+/// port is free.
+fn connect(
+    stack: &mut Stack,
+    pool: &mut Vec<tcp::Socket<'static>>,
+    backend: SocketAddrV4,
+) -> Option<(SocketHandle, u16)> {
+    let port = stack.tcp_ports.take()?;
+    let mut socket = pool.pop().unwrap_or_else(new_socket);
+    socket.set_timeout(Some(CONNECT_TIMEOUT));
+    if socket
+        .connect(stack.iface.context(), backend, port)
+        .is_err()
+    {
+        stack.tcp_ports.release(port);
+        pool.push(socket);
+        return None;
+    }
+    Some((stack.sockets.add(socket), port))
+}
+
+/// A socket tuned for proxying: no Nagle (the client already chose its segment sizes), an
+/// immediate ACK (a backend that writes a response in two pieces waits for it), CUBIC
+/// congestion control, timestamps.
+fn new_socket() -> tcp::Socket<'static> {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; BUFFER_SIZE]),
+        tcp::SocketBuffer::new(vec![0; BUFFER_SIZE]),
+    );
+    socket.set_nagle_enabled(false);
+    socket.set_ack_delay(None);
+    socket.set_congestion_control(CongestionControl::Cubic);
+    socket.set_tsval_generator(Some(Stack::tcp_timestamp));
+    socket
+}

@@ -1,0 +1,101 @@
+//! The daemon's own presence on an overlay: a smoltcp interface holding one address on the
+//! network, whose frames go through a device on the network's bridge (a TAP beside the overlay
+//! engine's), so they reach tasks on this node through the bridge and tasks elsewhere through
+//! the engine. The routing mesh opens its connections to backends from here.
+
+mod device;
+mod ports;
+
+use std::net::Ipv4Addr;
+use std::os::fd::{OwnedFd, RawFd};
+
+use smoltcp::iface::{Config, Interface, PollResult, SocketSet};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
+
+pub use device::{DeviceDrops, FrameDevice};
+pub use ports::LocalPorts;
+
+use crate::net::routes::{NetworkInfo, mac_for};
+
+/// One address on one overlay network, as a smoltcp interface with its sockets.
+pub struct Stack {
+    /// The interface.
+    pub iface: Interface,
+    /// Its device.
+    pub device: FrameDevice,
+    /// Its sockets.
+    pub sockets: SocketSet<'static>,
+    /// Free local ports for TCP connections.
+    pub tcp_ports: LocalPorts,
+    /// Free local ports for UDP flows.
+    pub udp_ports: LocalPorts,
+    address: Ipv4Addr,
+    epoch: std::time::Instant,
+}
+
+impl Stack {
+    /// A stack at `address` on `network`, sending and receiving through `fd` (non-blocking, one
+    /// frame per read or write). Its MAC is [`mac_for`] the address, as the other nodes expect.
+    pub fn new(network: &NetworkInfo, address: Ipv4Addr, fd: OwnedFd) -> Stack {
+        let mut device = FrameDevice::new(fd, network.mtu);
+        let mac = EthernetAddress(mac_for(address));
+        let mut config = Config::new(HardwareAddress::Ethernet(mac));
+        config.random_seed = rand::random();
+        let epoch = std::time::Instant::now();
+        let mut iface = Interface::new(config, &mut device, Instant::ZERO);
+        iface.update_ip_addrs(|addrs| {
+            let cidr = IpCidr::new(address.into(), network.subnet.prefix());
+            addrs.push(cidr).expect("room for the first address");
+        });
+        Stack {
+            iface,
+            device,
+            sockets: SocketSet::new(Vec::new()),
+            tcp_ports: LocalPorts::new(),
+            udp_ports: LocalPorts::new(),
+            address,
+            epoch,
+        }
+    }
+
+    /// The stack's address.
+    pub fn address(&self) -> Ipv4Addr {
+        self.address
+    }
+
+    /// The device's descriptor, for polling.
+    pub fn fd(&self) -> RawFd {
+        self.device.fd()
+    }
+
+    /// smoltcp's clock: time since the stack was made.
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as i64)
+    }
+
+    /// Takes in every frame waiting on the device and sends what the sockets have queued;
+    /// whether any socket's state may have changed.
+    pub fn poll(&mut self) -> bool {
+        let now = self.now();
+        self.iface.poll(now, &mut self.device, &mut self.sockets) == PollResult::SocketStateChanged
+    }
+
+    /// How long until the stack must be polled again (a retransmission, say) if no frame comes.
+    pub fn poll_delay(&mut self) -> Option<std::time::Duration> {
+        let now = self.now();
+        self.iface
+            .poll_delay(now, &self.sockets)
+            .map(|d| std::time::Duration::from_micros(d.total_micros()))
+    }
+
+    /// A millisecond clock for TCP timestamps, which let a backend's TIME-WAIT accept a new
+    /// connection on a recently used local port (RFC 6191).
+    pub fn tcp_timestamp() -> u32 {
+        use std::sync::OnceLock;
+        static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+        let epoch = EPOCH.get_or_init(std::time::Instant::now);
+        // Starts at 1: zero means "no timestamp" on the wire.
+        (epoch.elapsed().as_millis() as u32).wrapping_add(1)
+    }
+}

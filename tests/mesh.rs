@@ -1,0 +1,216 @@
+//! The routing mesh without root: a mesh listening on loopback, its stack's device one end of a
+//! socket pair, and echoing smoltcp backends on the other end (tests/support/smol_backend.rs).
+//! Checks TCP and UDP through the mesh, retries past a backend that refuses, the PROXY v2
+//! header, a port with no backend, and closing a port.
+
+#[path = "support/smol_backend.rs"]
+mod smol_backend;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal::net::mesh::{Mesh, MeshConfig};
+use shoal::net::routes::{
+    Backend, IngressAddress, NetworkRoutes, PortKey, Protocol, PublishedPort, RouteTable,
+};
+use smol_backend::{Backends, PairOpener, ingress};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn backend(last: u8) -> Backend {
+    Backend {
+        task_id: format!("task{last}"),
+        address: Ipv4Addr::new(10, 0, 0, last),
+    }
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((LOOPBACK, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A table publishing `ports` (each with its backends' last address bytes) through the mesh.
+fn table(ports: &[(PortKey, &[u8], bool)]) -> Arc<RouteTable> {
+    let info = ingress();
+    let mut table = RouteTable {
+        ingress: Some(IngressAddress {
+            network_id: info.id.clone(),
+            address: Ipv4Addr::new(10, 0, 0, 2),
+        }),
+        ..Default::default()
+    };
+    table.networks.insert(
+        info.id.clone(),
+        NetworkRoutes {
+            info,
+            endpoints: BTreeMap::new(),
+        },
+    );
+    for (key, backends, proxy_protocol) in ports {
+        table.published.insert(
+            *key,
+            PublishedPort {
+                service_id: "svc".into(),
+                target_port: 80,
+                proxy_protocol: *proxy_protocol,
+                backends: backends.iter().map(|b| backend(*b)).collect(),
+            },
+        );
+    }
+    Arc::new(table)
+}
+
+/// A mesh on loopback with backends at 10.0.0.x, `(last byte, listens)`.
+fn mesh_with_backends(addresses: &[(u8, bool)], first: &Arc<RouteTable>) -> (Mesh, Backends) {
+    let opener = PairOpener::default();
+    let far_end = opener.far_end.clone();
+    let mesh = Mesh::start_with(MeshConfig { listen: LOOPBACK }, opener).unwrap();
+    mesh.install(first.clone()).unwrap();
+    let fd = far_end
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the mesh opened its device");
+    let addresses: Vec<(Ipv4Addr, bool)> = addresses
+        .iter()
+        .map(|(last, listens)| (Ipv4Addr::new(10, 0, 0, *last), *listens))
+        .collect();
+    (mesh, Backends::start(fd, &addresses, 80))
+}
+
+fn tcp(port: u16) -> PortKey {
+    PortKey {
+        protocol: Protocol::Tcp,
+        port,
+    }
+}
+
+/// Connects to the published port, retrying while the mesh thread has not bound it yet.
+fn connect(port: u16) -> TcpStream {
+    for _ in 0..200 {
+        if let Ok(stream) = TcpStream::connect((LOOPBACK, port)) {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            return stream;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("port {port} was never published");
+}
+
+/// Sends `data` and reads as much back.
+fn echo(stream: &mut TcpStream, data: &[u8]) -> Vec<u8> {
+    let mut writer = stream.try_clone().unwrap();
+    let sent = data.to_vec();
+    let sender = std::thread::spawn(move || writer.write_all(&sent).unwrap());
+    let mut back = vec![0; data.len()];
+    stream.read_exact(&mut back).unwrap();
+    sender.join().unwrap();
+    back
+}
+
+#[test]
+fn a_megabyte_goes_through_the_mesh_and_back() {
+    let port = free_port();
+    let table = table(&[(tcp(port), &[5], false)]);
+    let (mesh, _backends) = mesh_with_backends(&[(5, true)], &table);
+    let data: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let mut stream = connect(port);
+    assert!(echo(&mut stream, &data) == data, "the echo differs");
+    // The client's end reaches the backend, whose end comes back.
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(mesh.counters().connections, 1);
+}
+
+#[test]
+fn a_refusing_backend_is_skipped_for_the_next_one() {
+    let port = free_port();
+    let table = table(&[(tcp(port), &[5, 6], false)]);
+    let (mesh, _backends) = mesh_with_backends(&[(5, false), (6, true)], &table);
+    for i in 0..20u8 {
+        let mut stream = connect(port);
+        assert_eq!(echo(&mut stream, &[i; 100]), [i; 100]);
+    }
+    let counters = mesh.counters();
+    assert_eq!(counters.connections, 20);
+    assert!(counters.connect_retries > 0, "{counters:?}");
+    assert_eq!(counters.connect_failures, 0);
+}
+
+#[test]
+fn the_backend_learns_the_client_from_a_proxy_v2_header() {
+    let port = free_port();
+    let table = table(&[(tcp(port), &[5], true)]);
+    let (_mesh, _backends) = mesh_with_backends(&[(5, true)], &table);
+    let mut stream = connect(port);
+    let client = stream.local_addr().unwrap();
+    // The echo returns what the backend received: the header, then the client's bytes.
+    let back = echo(&mut stream, b"hello");
+    let mut all = back;
+    let mut rest = [0u8; 28];
+    stream.read_exact(&mut rest).unwrap();
+    all.extend_from_slice(&rest);
+    assert_eq!(&all[..12], b"\r\n\r\n\0\r\nQUIT\n");
+    assert_eq!(all[12..16], [0x21, 0x11, 0, 12]);
+    assert_eq!(all[16..20], [127, 0, 0, 1]);
+    assert_eq!(u16::from_be_bytes([all[24], all[25]]), client.port());
+    assert_eq!(u16::from_be_bytes([all[26], all[27]]), port);
+    assert_eq!(&all[28..], b"hello");
+}
+
+#[test]
+fn udp_flows_reach_a_backend_and_come_back() {
+    let port = free_port();
+    let key = PortKey {
+        protocol: Protocol::Udp,
+        port,
+    };
+    let table = table(&[(key, &[5], false)]);
+    let (mesh, _backends) = mesh_with_backends(&[(5, true)], &table);
+    let client = UdpSocket::bind((LOOPBACK, 0)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buffer = [0u8; 64];
+    let mut answered = 0;
+    for i in 0..300u16 {
+        client.send_to(&i.to_be_bytes(), (LOOPBACK, port)).unwrap();
+        if let Ok((n, from)) = client.recv_from(&mut buffer) {
+            assert_eq!(from, SocketAddr::new(LOOPBACK, port));
+            assert_eq!(n, 2);
+            answered += 1;
+            if answered == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(answered, 3, "the echo never came back");
+    assert_eq!(mesh.counters().udp_flows, 1, "one client, one flow");
+}
+
+#[test]
+fn a_port_without_backends_closes_connections_and_a_port_unpublished_refuses_them() {
+    let port = free_port();
+    let (mesh, _backends) = mesh_with_backends(&[(5, true)], &table(&[(tcp(port), &[], false)]));
+    let mut stream = connect(port);
+    let mut byte = [0u8; 1];
+    assert!(matches!(stream.read(&mut byte), Ok(0) | Err(_)));
+    assert_eq!(mesh.counters().no_backend, 1);
+    mesh.install(table(&[])).unwrap();
+    let refused = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        TcpStream::connect((LOOPBACK, port)).is_err()
+    });
+    assert!(refused, "port {port} still open after it was unpublished");
+}

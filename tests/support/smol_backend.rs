@@ -1,0 +1,150 @@
+//! Backends for the mesh without root: a `SOCK_SEQPACKET` socket pair stands for the ingress
+//! network (one end is the mesh's device, the other a smoltcp stack holding the backends'
+//! addresses), and the stack echoes TCP and UDP. Shared by tests/mesh.rs and benches/mesh.rs.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use shoal::net::mesh::DeviceOpener;
+use shoal::net::routes::NetworkInfo;
+use shoal::net::stack::Stack;
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::{tcp, udp};
+use smoltcp::wire::IpCidr;
+
+/// Listening sockets per backend address: smoltcp has no accept queue, so a connection can only
+/// arrive while a socket listens.
+const LISTENERS: usize = 8;
+
+/// The ingress network of the tests.
+pub fn ingress() -> NetworkInfo {
+    NetworkInfo {
+        id: "ingress".into(),
+        name: "ingress".into(),
+        vni: 4096,
+        subnet: "10.0.0.0/24".parse().unwrap(),
+        gateway: Ipv4Addr::new(10, 0, 0, 1),
+        mtu: 1450,
+    }
+}
+
+/// Hands the mesh one end of a socket pair and keeps the other for the backends.
+#[derive(Default)]
+pub struct PairOpener {
+    /// The backends' end of the last pair opened.
+    pub far_end: Arc<Mutex<Option<OwnedFd>>>,
+}
+
+impl DeviceOpener for PairOpener {
+    fn open(&self, _: &NetworkInfo) -> io::Result<OwnedFd> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors; the result is checked.
+        let r = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both were just created and are owned by nobody else.
+        let (near, far) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        *self.far_end.lock().unwrap() = Some(far);
+        Ok(near)
+    }
+}
+
+/// A smoltcp stack answering at some addresses: TCP echo on `port` where it listens, a reset
+/// where it does not, UDP echo on `port` everywhere.
+pub struct Backends {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Backends {
+    /// Starts the backends on `fd` at `addresses`, each `(address, listens on TCP)`.
+    pub fn start(fd: OwnedFd, addresses: &[(Ipv4Addr, bool)], port: u16) -> Backends {
+        let mut stack = Stack::new(&ingress(), addresses[0].0, fd);
+        stack.iface.update_ip_addrs(|addrs| {
+            for (address, _) in &addresses[1..] {
+                addrs.push(IpCidr::new((*address).into(), 24)).unwrap();
+            }
+        });
+        let mut listeners: Vec<(SocketHandle, Ipv4Addr)> = Vec::new();
+        for (address, listens) in addresses {
+            for _ in 0..LISTENERS.min(if *listens { LISTENERS } else { 0 }) {
+                let mut socket = tcp::Socket::new(
+                    tcp::SocketBuffer::new(vec![0; 256 << 10]),
+                    tcp::SocketBuffer::new(vec![0; 256 << 10]),
+                );
+                socket.set_ack_delay(None);
+                socket.set_nagle_enabled(false);
+                socket.listen((*address, port)).unwrap();
+                listeners.push((stack.sockets.add(socket), *address));
+            }
+        }
+        let mut echo = udp::Socket::new(
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 65536]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 65536]),
+        );
+        echo.bind(port).unwrap();
+        let echo = stack.sockets.add(echo);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buffer = vec![0u8; 65536];
+            while !stopping.load(Ordering::Relaxed) {
+                let delay = stack
+                    .poll_delay()
+                    .map_or(10, |d| d.as_millis().min(10) as i32);
+                let mut pollfd = libc::pollfd {
+                    fd: stack.fd().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pollfd, 1, delay) };
+                stack.poll();
+                for (handle, address) in &listeners {
+                    let socket = stack.sockets.get_mut::<tcp::Socket>(*handle);
+                    while socket.can_recv() && socket.can_send() {
+                        let room = (socket.send_capacity() - socket.send_queue()).min(buffer.len());
+                        let n = socket.recv_slice(&mut buffer[..room]).unwrap();
+                        socket.send_slice(&buffer[..n]).unwrap();
+                    }
+                    if socket.state() == tcp::State::CloseWait && socket.send_queue() == 0 {
+                        socket.close();
+                    }
+                    if !socket.is_open() {
+                        socket.listen((*address, port)).unwrap();
+                    }
+                }
+                let socket = stack.sockets.get_mut::<udp::Socket>(echo);
+                while let Ok((n, meta)) = socket.recv_slice(&mut buffer) {
+                    let _ = socket.send_slice(&buffer[..n], meta.endpoint);
+                }
+                stack.poll();
+            }
+        });
+        Backends {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Backends {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
