@@ -4,15 +4,27 @@
 //! holds those networks with every endpoint on them: the tasks, on any node, that have an address
 //! there, are placed and have not ended, on nodes that are up. A task that ends or a node that
 //! goes down leaves the table with the store change that says so.
+//!
+//! While some service publishes a port through the routing mesh, every up node is also on the
+//! ingress network, whether or not it runs a task there: the table holds it with every up
+//! node's own ingress address as an endpoint besides the tasks', this node's ingress address,
+//! and every published port with the service's running tasks as its backends.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use bollard::models::{NodeState, TaskState};
+use bollard::models::{EndpointPortConfig, EndpointPortConfigProtocolEnum, NodeState, TaskState};
 
-use crate::net::routes::{Endpoint, NetworkInfo, NetworkRoutes, RouteTable, mac_for};
-use crate::store::state::rank;
-use crate::store::{ClusterState, Network, Node, Task};
+use crate::net::routes::{
+    Backend, Endpoint, IngressAddress, NetworkInfo, NetworkRoutes, PortKey, Protocol,
+    PublishedPort, RouteTable, mac_for,
+};
+use crate::store::state::{is_ingress_port, port_protocol, rank};
+use crate::store::{ClusterState, Network, Node, Service, Task};
+
+/// The service label that asks the mesh to start each TCP connection to a backend with a PROXY
+/// protocol header (value `v2`), so the backend sees the client's address.
+pub const PROXY_PROTOCOL_LABEL: &str = "com.shoal.mesh.proxy-protocol";
 
 /// The data plane's view of a stored network.
 pub fn network_info(network: &Network) -> NetworkInfo {
@@ -28,12 +40,16 @@ pub fn network_info(network: &Network) -> NetworkInfo {
 
 /// The route table of `node_id`.
 pub fn route_table_for(state: &ClusterState, node_id: &str) -> RouteTable {
-    let joined: BTreeSet<&str> = state
+    let mut joined: BTreeSet<&str> = state
         .tasks
         .values()
         .filter(|t| t.node_id.as_deref() == Some(node_id) && !t.is_terminal())
         .flat_map(|t| t.networks.iter().map(|n| n.network_id.as_str()))
         .collect();
+    let mesh = mesh_network(state, node_id);
+    if let Some(ingress) = mesh {
+        joined.insert(&ingress.id);
+    }
     let mut table = RouteTable {
         nodes: BTreeMap::new(),
         networks: joined
@@ -74,7 +90,133 @@ pub fn route_table_for(state: &ClusterState, node_id: &str) -> RouteTable {
             table.nodes.insert(node.id.clone(), addr);
         }
     }
+    if let Some(ingress) = mesh {
+        add_mesh(state, node_id, ingress, &mut table);
+    }
     table
+}
+
+/// The ingress network, if `node_id` is up and some service publishes a port through the
+/// routing mesh: then the node answers on the published ports and is on that network.
+fn mesh_network<'a>(state: &'a ClusterState, node_id: &str) -> Option<&'a Network> {
+    state.nodes.get(node_id).and_then(underlay_addr)?;
+    let publishes = state
+        .services
+        .values()
+        .any(|s| s.endpoint.ports.iter().any(is_ingress_port));
+    if !publishes {
+        return None;
+    }
+    state.ingress_network()
+}
+
+/// Adds the routing mesh to the table of `node_id`, which holds the `ingress` network: every up
+/// node's ingress address as an endpoint, this node's own, and the published ports.
+fn add_mesh(state: &ClusterState, node_id: &str, ingress: &Network, table: &mut RouteTable) {
+    let routes = table
+        .networks
+        .get_mut(&ingress.id)
+        .expect("the mesh's table holds the ingress network");
+    for node in state.nodes.values() {
+        let (Some(addr), Some(own)) = (underlay_addr(node), state.node_ingress(node)) else {
+            continue;
+        };
+        let address = own.address.ip();
+        routes.endpoints.insert(
+            address,
+            Endpoint {
+                address,
+                mac: mac_for(address),
+                node_id: node.id.clone(),
+                task_id: String::new(),
+                service_id: String::new(),
+            },
+        );
+        table.nodes.insert(node.id.clone(), addr);
+        if node.id == node_id {
+            table.ingress = Some(IngressAddress {
+                network_id: ingress.id.clone(),
+                address,
+            });
+        }
+    }
+    table.published = published_ports(state, ingress);
+}
+
+/// Every port published through the routing mesh, over TCP or UDP, with its backends: the
+/// service's tasks that run (and are meant to) on up nodes, at their ingress addresses, by
+/// task ID.
+fn published_ports(state: &ClusterState, ingress: &Network) -> BTreeMap<PortKey, PublishedPort> {
+    let publishing: BTreeMap<&str, &Service> = state
+        .services
+        .values()
+        .filter(|s| s.endpoint.ports.iter().any(is_ingress_port))
+        .map(|s| (s.id.as_str(), s))
+        .collect();
+    let mut backends: BTreeMap<&str, Vec<Backend>> = BTreeMap::new();
+    // Tasks are kept by ID, so each service's backends come out in that order.
+    for task in state.tasks.values() {
+        if !publishing.contains_key(task.service_id.as_str()) || !is_backend(state, task) {
+            continue;
+        }
+        let Some(attachment) = task.networks.iter().find(|n| n.network_id == ingress.id) else {
+            continue;
+        };
+        backends
+            .entry(task.service_id.as_str())
+            .or_default()
+            .push(Backend {
+                task_id: task.id.clone(),
+                address: attachment.address.ip(),
+            });
+    }
+    let mut published = BTreeMap::new();
+    for (id, service) in publishing {
+        let proxy_protocol = service
+            .spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(PROXY_PROTOCOL_LABEL))
+            .is_some_and(|v| v == "v2");
+        for port in service.endpoint.ports.iter().filter(|p| is_ingress_port(p)) {
+            let Some((key, target_port)) = mesh_port(port) else {
+                continue;
+            };
+            published.insert(
+                key,
+                PublishedPort {
+                    service_id: id.to_string(),
+                    target_port,
+                    proxy_protocol,
+                    backends: backends.get(id).cloned().unwrap_or_default(),
+                },
+            );
+        }
+    }
+    published
+}
+
+/// The key and target port of a port the mesh carries: TCP or UDP, both numbers set.
+fn mesh_port(port: &EndpointPortConfig) -> Option<(PortKey, u16)> {
+    let protocol = match port_protocol(port) {
+        EndpointPortConfigProtocolEnum::TCP => Protocol::Tcp,
+        EndpointPortConfigProtocolEnum::UDP => Protocol::Udp,
+        _ => return None,
+    };
+    let number = |n: Option<i64>| u16::try_from(n?).ok().filter(|&n| n > 0);
+    let key = PortKey {
+        protocol,
+        port: number(port.published_port)?,
+    };
+    Some((key, number(port.target_port)?))
+}
+
+/// Whether `task` can take connections: running, meant to run, on a node that is up.
+fn is_backend(state: &ClusterState, task: &Task) -> bool {
+    let node = task.node_id.as_deref().and_then(|id| state.nodes.get(id));
+    task.state() == TaskState::RUNNING
+        && task.desired_state == TaskState::RUNNING
+        && node.and_then(underlay_addr).is_some()
 }
 
 /// The networks `task` is attached to, as the data plane sees them.
@@ -117,6 +259,7 @@ mod tests {
                 ..Default::default()
             },
             manager: None,
+            ingress: None,
         }
     }
 
@@ -214,5 +357,190 @@ mod tests {
         assert_eq!(table.nodes.keys().collect::<Vec<_>>(), ["a"]);
         // A node whose only task ended is on no network.
         assert!(route_table_for(&state, "c").networks.is_empty());
+    }
+
+    /// Node `id` at 192.168.77.`last`, with its ingress address 10.0.0.`last`.
+    fn mesh_node(id: &str, last: u8, state: NodeState) -> Node {
+        Node {
+            ingress: Some(crate::store::NetworkAddress {
+                network_id: "ing".into(),
+                address: format!("10.0.0.{last}/24").parse().unwrap(),
+            }),
+            ..node(id, last, state)
+        }
+    }
+
+    fn port(published: i64, target: i64, protocol: &str, mode: &str) -> EndpointPortConfig {
+        EndpointPortConfig {
+            protocol: Some(protocol.parse().unwrap()),
+            target_port: Some(target),
+            published_port: Some(published),
+            publish_mode: Some(mode.parse().unwrap()),
+            ..Default::default()
+        }
+    }
+
+    /// `svc` publishes 8080/tcp and 5353/udp through the mesh (PROXY protocol on) and 9000/tcp
+    /// on its hosts. Nodes a, b and d are up, c is down; d runs nothing. Of svc's tasks on the
+    /// ingress network, t1 (b) and t2 (a) run; t3 runs on the down node, t4 is starting, t5
+    /// is being stopped.
+    fn meshed() -> ClusterState {
+        let mut ingress = network("ing", 4096, 0);
+        ingress.spec.ingress = Some(true);
+        let on_ingress = |id, node, state, last: u8| {
+            let address = format!("10.0.0.{last}/24");
+            task(id, node, state, &[("ing", address.as_str())])
+        };
+        let mut stopping = on_ingress("t5", "b", TaskState::RUNNING, 14);
+        stopping.desired_state = TaskState::SHUTDOWN;
+        let mut state = state(
+            vec![
+                mesh_node("a", 2, NodeState::READY),
+                mesh_node("b", 3, NodeState::READY),
+                mesh_node("c", 4, NodeState::DOWN),
+                mesh_node("d", 5, NodeState::READY),
+            ],
+            vec![ingress],
+            vec![
+                on_ingress("t2", "a", TaskState::RUNNING, 10),
+                on_ingress("t1", "b", TaskState::RUNNING, 11),
+                on_ingress("t3", "c", TaskState::RUNNING, 12),
+                on_ingress("t4", "a", TaskState::STARTING, 13),
+                stopping,
+            ],
+        );
+        let service = Service {
+            id: "svc".into(),
+            meta: Meta::default(),
+            spec: bollard::models::ServiceSpec {
+                labels: Some([(PROXY_PROTOCOL_LABEL.to_string(), "v2".to_string())].into()),
+                ..Default::default()
+            },
+            previous_spec: None,
+            generation: 1,
+            update_status: None,
+            endpoint: crate::store::ServiceEndpoint {
+                ports: vec![
+                    port(8080, 80, "tcp", "ingress"),
+                    port(5353, 53, "udp", "ingress"),
+                    port(9000, 90, "tcp", "host"),
+                ],
+                virtual_ips: Vec::new(),
+            },
+        };
+        state.services.insert(service.id.clone(), service);
+        state
+    }
+
+    fn backends(table: &RouteTable, key: &str) -> Vec<(String, String)> {
+        table.published[&key.parse().unwrap()]
+            .backends
+            .iter()
+            .map(|b| (b.task_id.clone(), b.address.to_string()))
+            .collect()
+    }
+
+    fn endpoints(table: &RouteTable, network: &str) -> Vec<(String, String, String)> {
+        table.networks[network]
+            .endpoints
+            .values()
+            .map(|e| (e.address.to_string(), e.node_id.clone(), e.task_id.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn every_up_node_gets_the_mesh_with_the_running_tasks_as_backends() {
+        let state = meshed();
+        // d runs no task, yet it is on the ingress network.
+        let table = route_table_for(&state, "d");
+        assert_eq!(table.networks.keys().collect::<Vec<_>>(), ["ing"]);
+        let found = endpoints(&table, "ing");
+        let expected: Vec<(String, String, String)> = [
+            ("10.0.0.2", "a", ""),
+            ("10.0.0.3", "b", ""),
+            ("10.0.0.5", "d", ""),
+            ("10.0.0.10", "a", "t2"),
+            ("10.0.0.11", "b", "t1"),
+            ("10.0.0.13", "a", "t4"),
+            ("10.0.0.14", "b", "t5"),
+        ]
+        .iter()
+        .map(|(a, n, t)| (a.to_string(), n.to_string(), t.to_string()))
+        .collect();
+        assert_eq!(found, expected);
+        let a = &table.networks["ing"].endpoints[&"10.0.0.2".parse().unwrap()];
+        assert_eq!(
+            (a.mac, a.service_id.as_str()),
+            ([0x02, 0x42, 10, 0, 0, 2], "")
+        );
+        assert_eq!(table.nodes.keys().collect::<Vec<_>>(), ["a", "b", "d"]);
+        let ingress = table.ingress.as_ref().unwrap();
+        assert_eq!(
+            (ingress.network_id.as_str(), ingress.address.to_string()),
+            ("ing", "10.0.0.5".to_string())
+        );
+        // The mesh's ports, not the host-published one; running tasks by task ID.
+        let keys: Vec<String> = table.published.keys().map(|k| k.to_string()).collect();
+        assert_eq!(keys, ["tcp/8080", "udp/5353"]);
+        let expected = [
+            ("t1".to_string(), "10.0.0.11".to_string()),
+            ("t2".to_string(), "10.0.0.10".to_string()),
+        ];
+        assert_eq!(backends(&table, "tcp/8080"), expected);
+        assert_eq!(backends(&table, "udp/5353"), expected);
+        let tcp = &table.published[&"tcp/8080".parse().unwrap()];
+        assert_eq!((tcp.service_id.as_str(), tcp.target_port), ("svc", 80));
+        assert!(tcp.proxy_protocol);
+        // Every up node answers the same ports with the same backends.
+        assert_eq!(route_table_for(&state, "a").published, table.published);
+        // A down node does not take part: only the network of its own task.
+        let down = route_table_for(&state, "c");
+        assert!(down.published.is_empty() && down.ingress.is_none());
+        let tasks: Vec<String> = endpoints(&down, "ing").into_iter().map(|e| e.2).collect();
+        assert_eq!(tasks, ["t2", "t1", "t4", "t5"]);
+    }
+
+    #[test]
+    fn backends_leave_when_their_task_stops_running_or_their_node_goes_down() {
+        let mut state = meshed();
+        state.tasks.get_mut("t1").unwrap().status.state = Some(TaskState::FAILED);
+        let table = route_table_for(&state, "d");
+        assert_eq!(
+            backends(&table, "tcp/8080"),
+            [("t2".into(), "10.0.0.10".into())]
+        );
+        let mut state = meshed();
+        state.nodes.get_mut("a").unwrap().status.state = Some(NodeState::DOWN);
+        let table = route_table_for(&state, "d");
+        assert_eq!(
+            backends(&table, "tcp/8080"),
+            [("t1".into(), "10.0.0.11".into())]
+        );
+        assert!(!table.nodes.contains_key("a"));
+        assert!(
+            endpoints(&table, "ing")
+                .iter()
+                .all(|(_, node, _)| node != "a")
+        );
+        // The label off, no PROXY protocol.
+        state.services.get_mut("svc").unwrap().spec.labels = None;
+        let table = route_table_for(&state, "d");
+        assert!(!table.published[&"tcp/8080".parse().unwrap()].proxy_protocol);
+    }
+
+    #[test]
+    fn with_nothing_published_there_is_no_mesh() {
+        let mut state = meshed();
+        let service = state.services.get_mut("svc").unwrap();
+        service.endpoint.ports.retain(|p| !is_ingress_port(p));
+        assert_eq!(route_table_for(&state, "d"), RouteTable::default());
+        // A node with tasks on the ingress network still has it, without the mesh.
+        let table = route_table_for(&state, "a");
+        assert!(table.published.is_empty() && table.ingress.is_none());
+        assert!(
+            endpoints(&table, "ing")
+                .iter()
+                .all(|(_, _, task)| !task.is_empty())
+        );
     }
 }
