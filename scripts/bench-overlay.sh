@@ -41,9 +41,6 @@ RR_PORT=11111
 RR_MSG=64            # bytes per request and per response
 TASK_TIMEOUT=60      # seconds for a service's task to run
 REACH_TIMEOUT=30     # seconds for a server to accept TCP over a path
-KVNI=42
-KPORT=4790           # shoal's own socket holds 4789 in the same host namespaces
-KMTU=1450            # 1500 underlay - 50 VXLAN/UDP/IP/Ethernet, as Docker's overlay
 declare -A KADDR=([1]=10.99.0.1 [2]=10.99.0.2)
 # shellcheck source=scripts/measure-lib.sh
 source scripts/measure-lib.sh
@@ -62,45 +59,9 @@ parse_args() {
   [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be whole seconds, got '$DURATION'"
 }
 
-# --- the kernel VXLAN path -------------------------------------------------
+# --- the kernel VXLAN path (measure-lib.sh) ----------------------------------
 
-ep_ns() { echo "$LAB-ep$1"; }   # endpoint namespace on host I (not a lab.sh name)
-host_ns() { echo "$LAB-h$1"; }
-
-# Called by measure-lib's finish before the lab goes down: lab.sh knows
-# nothing of the endpoint namespaces, so their processes and the namespaces
-# are removed here.
-measure_cleanup() {
-  local i ns pids
-  for i in 1 2; do
-    ns=$(ep_ns "$i")
-    [[ -e /run/netns/$ns ]] || continue
-    pids=$(ip netns pids "$ns" 2>/dev/null) || pids=''
-    # shellcheck disable=SC2086  # one word per pid
-    if [[ -n $pids ]]; then kill -KILL $pids 2>/dev/null || true; fi
-    ip netns del "$ns" 2>/dev/null || echo "$MEASURE: could not delete namespace $ns" >&2
-  done
-}
-
-# kernel_host I OTHER: bridge + vxlan device in host I's namespace, and an
-# endpoint namespace on a veth into the bridge.
-kernel_host() {
-  local i=$1 h ep own other
-  h=$(host_ns "$i") ep=$(ep_ns "$i") own=$(lab addr "$i") other=$(lab addr "$2")
-  ip -n "$h" link add kbr0 mtu "$KMTU" type bridge
-  ip -n "$h" link add kvx0 mtu "$KMTU" type vxlan id "$KVNI" dstport "$KPORT" \
-    remote "$other" local "$own" dev eth0
-  ip -n "$h" link set kvx0 master kbr0 up
-  ip netns add "$ep"
-  ip -n "$ep" link set lo up
-  # Made inside the host namespace, peer straight into the endpoint: nothing
-  # touches the root namespace.
-  ip -n "$h" link add kveth0 mtu "$KMTU" type veth peer name eth0 netns "$ep"
-  ip -n "$h" link set kveth0 master kbr0 up
-  ip -n "$h" link set kbr0 up
-  ip -n "$ep" link set eth0 mtu "$KMTU" up
-  ip -n "$ep" addr add "${KADDR[$i]}/24" dev eth0
-}
+measure_cleanup() { kernel_cleanup; }
 
 # kernel_servers: iperf3 and sockperf servers in h2's endpoint, in the
 # background (measure_cleanup kills them with their namespace).
@@ -114,8 +75,11 @@ kernel_servers() {
 }
 
 make_kernel_path() {
-  kernel_host 1 2
-  kernel_host 2 1
+  local i
+  for i in 1 2; do
+    kernel_vxlan "$i" $((3 - i))
+    kernel_endpoint "$i" "${KADDR[$i]}/24"
+  done
   kernel_servers
   wait_for "TCP from $(ep_ns 1) to ${KADDR[2]} over kernel VXLAN" "$REACH_TIMEOUT" \
     reachable kernel
@@ -226,8 +190,6 @@ on() {
   esac
 }
 
-# listening_port PORT CMD...: a TCP socket listens on PORT in the namespace CMD enters.
-listening_port() { [[ -n $("${@:2}" ss -Hltn "sport = :$1") ]]; }
 listening() { listening_port "$IPERF_PORT" "$@" && listening_port "$RR_PORT" "$@"; }
 
 # reachable PATH: a TCP connection to PATH's latency server gets through
@@ -264,12 +226,6 @@ measure() {  # measure TEST PATH: one figure
     four) iperf "$2" 4 ;;
     rr) rr "$2" ;;
   esac
-}
-
-# median X...: of decimal figures (mean of the middle two for an even count).
-median() {
-  printf '%s\n' "$@" | sort -g |
-    awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 declare -A FIG=()        # "TEST PATH" -> space-separated figures of each run

@@ -103,6 +103,67 @@ stats() {
   echo "median $median ms, min ${sorted[0]} ms, max ${sorted[n - 1]} ms"
 }
 
+# --- a kernel VXLAN path between lab hosts ------------------------------------
+# The reference for shoal's data plane: in a lab host's namespace a bridge kbr0
+# and a kernel vxlan device kvx0 to one other host (VNI KVNI on UDP KPORT,
+# beside shoal's own socket on 4789 in the same namespaces), and endpoint
+# namespaces ($LAB-ep<I>, not lab.sh names) on veths into the bridge, all at
+# MTU KMTU. Nothing touches the root namespace. A script that uses it calls
+# kernel_cleanup from its measure_cleanup.
+KVNI=42
+KPORT=4790
+KMTU=1450            # 1500 underlay - 50 VXLAN/UDP/IP/Ethernet, as Docker's overlay
+
+host_ns() { echo "$LAB-h$1"; }
+ep_ns() { echo "$LAB-ep$1"; }   # endpoint namespace on host I
+
+# kernel_vxlan I OTHER: kbr0 and kvx0 (to host OTHER) in host I's namespace.
+kernel_vxlan() {
+  local h own other
+  h=$(host_ns "$1") own=$(lab addr "$1") other=$(lab addr "$2")
+  ip -n "$h" link add kbr0 mtu "$KMTU" type bridge
+  ip -n "$h" link add kvx0 mtu "$KMTU" type vxlan id "$KVNI" dstport "$KPORT" \
+    remote "$other" local "$own" dev eth0
+  ip -n "$h" link set kvx0 master kbr0 up
+  ip -n "$h" link set kbr0 up
+}
+
+# kernel_endpoint I ADDR/LEN: endpoint namespace $LAB-ep<I> with eth0 = ADDR/LEN
+# on a veth into host I's kbr0.
+kernel_endpoint() {
+  local h ep
+  h=$(host_ns "$1") ep=$(ep_ns "$1")
+  ip netns add "$ep"
+  ip -n "$ep" link set lo up
+  # Made inside the host namespace, peer straight into the endpoint.
+  ip -n "$h" link add kveth0 mtu "$KMTU" type veth peer name eth0 netns "$ep"
+  ip -n "$h" link set kveth0 master kbr0 up
+  ip -n "$ep" link set eth0 mtu "$KMTU" up
+  ip -n "$ep" addr add "$2" dev eth0
+}
+
+# kernel_cleanup: kill the processes of this lab's endpoint namespaces and
+# delete them (lab.sh knows nothing of them).
+kernel_cleanup() {
+  local ns pids
+  for ns in $(ip netns list | awk '{print $1}'); do
+    [[ $ns =~ ^"$LAB"-ep[0-9]+$ ]] || continue
+    pids=$(ip netns pids "$ns" 2>/dev/null) || pids=''
+    # shellcheck disable=SC2086  # one word per pid
+    if [[ -n $pids ]]; then kill -KILL $pids 2>/dev/null || true; fi
+    ip netns del "$ns" 2>/dev/null || echo "$MEASURE: could not delete namespace $ns" >&2
+  done
+}
+
+# listening_port PORT CMD...: a TCP socket listens on PORT in the namespace CMD enters.
+listening_port() { [[ -n $("${@:2}" ss -Hltn "sport = :$1") ]]; }
+
+# median X...: of decimal figures (mean of the middle two for an even count).
+median() {
+  printf '%s\n' "$@" | sort -g |
+    awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
 # One line: kernel, CPU, the daemon binary (resolved as netlab/lab.sh does)
 # and the commit checked out here.
 context() {

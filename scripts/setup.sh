@@ -14,6 +14,9 @@ declare -A PKG_FOR=(
   # scripts/bench-overlay.sh: request-response latency (netperf is not in
   # Debian main; sockperf is)
   [sockperf]=sockperf
+  # scripts/bench-mesh.sh: an HTTP/1.1 keep-alive backend, a load generator and
+  # the reference proxy; tests/lab/mesh.sh: a UDP echo backend
+  [nginx]=nginx [wrk]=wrk [haproxy]=haproxy [socat]=socat
 )
 
 missing_packages() {
@@ -38,6 +41,25 @@ install_docker_client() {
   echo "setup: installed docker client $(docker --version)"
 }
 
+# nginx and haproxy are programs for the lab here, never services of the machine:
+# their packages would start them in the root namespace (nginx on port 80). A
+# policy-rc.d that says 101 keeps invoke-rc.d (and so the packages' scripts)
+# from starting anything while they install; one that was there is kept.
+POLICY=/usr/sbin/policy-rc.d
+OWN_POLICY=0
+no_service_starts() {
+  [[ -e $POLICY ]] && return 0
+  printf '#!/bin/sh\n# scripts/setup.sh: no service starts while it installs\nexit 101\n' >"$POLICY"
+  chmod 0755 "$POLICY"
+  OWN_POLICY=1
+  trap allow_service_starts EXIT
+}
+allow_service_starts() {
+  ((OWN_POLICY)) || return 0
+  rm -f "$POLICY"
+  OWN_POLICY=0
+}
+
 main() {
   local build=1
   case ${1:-} in
@@ -57,8 +79,10 @@ main() {
   fi
   if ((${#pkgs[@]})); then
     echo "setup: installing ${pkgs[*]}"
+    no_service_starts
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       "${pkgs[@]}" >/dev/null
+    allow_service_starts
   fi
   command -v docker >/dev/null 2>&1 || install_docker_client
 
