@@ -6,84 +6,12 @@
 #[path = "support/smol_backend.rs"]
 mod smol_backend;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::sync::Arc;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use shoal::net::mesh::{Mesh, MeshConfig};
-use shoal::net::routes::{
-    Backend, IngressAddress, NetworkRoutes, PortKey, Protocol, PublishedPort, RouteTable,
-};
-use smol_backend::{Backends, PairOpener, ingress};
-
-const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn backend(last: u8) -> Backend {
-    Backend {
-        task_id: format!("task{last}"),
-        address: Ipv4Addr::new(10, 0, 0, last),
-    }
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((LOOPBACK, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A table publishing `ports` (each with its backends' last address bytes) through the mesh.
-fn table(ports: &[(PortKey, &[u8], bool)]) -> Arc<RouteTable> {
-    let info = ingress();
-    let mut table = RouteTable {
-        ingress: Some(IngressAddress {
-            network_id: info.id.clone(),
-            address: Ipv4Addr::new(10, 0, 0, 2),
-        }),
-        ..Default::default()
-    };
-    table.networks.insert(
-        info.id.clone(),
-        NetworkRoutes {
-            info,
-            endpoints: BTreeMap::new(),
-        },
-    );
-    for (key, backends, proxy_protocol) in ports {
-        table.published.insert(
-            *key,
-            PublishedPort {
-                service_id: "svc".into(),
-                target_port: 80,
-                proxy_protocol: *proxy_protocol,
-                backends: backends.iter().map(|b| backend(*b)).collect(),
-            },
-        );
-    }
-    Arc::new(table)
-}
-
-/// A mesh on loopback with backends at 10.0.0.x, `(last byte, listens)`.
-fn mesh_with_backends(addresses: &[(u8, bool)], first: &Arc<RouteTable>) -> (Mesh, Backends) {
-    let opener = PairOpener::default();
-    let far_end = opener.far_end.clone();
-    let mesh = Mesh::start_with(MeshConfig { listen: LOOPBACK }, opener).unwrap();
-    mesh.install(first.clone()).unwrap();
-    let fd = far_end
-        .lock()
-        .unwrap()
-        .take()
-        .expect("the mesh opened its device");
-    let addresses: Vec<(Ipv4Addr, bool)> = addresses
-        .iter()
-        .map(|(last, listens)| (Ipv4Addr::new(10, 0, 0, *last), *listens))
-        .collect();
-    (mesh, Backends::start(fd, &addresses, 80))
-}
+use shoal::net::routes::{PortKey, Protocol};
+use smol_backend::{LOOPBACK, free_port, mesh_with_backends, table};
 
 fn tcp(port: u16) -> PortKey {
     PortKey {

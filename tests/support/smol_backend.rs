@@ -2,15 +2,18 @@
 //! network (one end is the mesh's device, the other a smoltcp stack holding the backends'
 //! addresses), and the stack echoes TCP and UDP. Shared by tests/mesh.rs and benches/mesh.rs.
 
+use std::collections::BTreeMap;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use shoal::net::mesh::DeviceOpener;
-use shoal::net::routes::NetworkInfo;
+use shoal::net::mesh::{DeviceOpener, Mesh, MeshConfig};
+use shoal::net::routes::{
+    Backend, IngressAddress, NetworkInfo, NetworkRoutes, PortKey, PublishedPort, RouteTable,
+};
 use shoal::net::stack::Stack;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{tcp, udp};
@@ -30,6 +33,75 @@ pub fn ingress() -> NetworkInfo {
         gateway: Ipv4Addr::new(10, 0, 0, 1),
         mtu: 1450,
     }
+}
+
+/// Where the mesh listens.
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// The backend at 10.0.0.`last`.
+pub fn backend(last: u8) -> Backend {
+    Backend {
+        task_id: format!("task{last}"),
+        address: Ipv4Addr::new(10, 0, 0, last),
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((LOOPBACK, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A table publishing `ports` (each with its backends' last address bytes) through the mesh.
+pub fn table(ports: &[(PortKey, &[u8], bool)]) -> Arc<RouteTable> {
+    let info = ingress();
+    let mut table = RouteTable {
+        ingress: Some(IngressAddress {
+            network_id: info.id.clone(),
+            address: Ipv4Addr::new(10, 0, 0, 2),
+        }),
+        ..Default::default()
+    };
+    table.networks.insert(
+        info.id.clone(),
+        NetworkRoutes {
+            info,
+            endpoints: BTreeMap::new(),
+        },
+    );
+    for (key, backends, proxy_protocol) in ports {
+        table.published.insert(
+            *key,
+            PublishedPort {
+                service_id: "svc".into(),
+                target_port: 80,
+                proxy_protocol: *proxy_protocol,
+                backends: backends.iter().map(|b| backend(*b)).collect(),
+            },
+        );
+    }
+    Arc::new(table)
+}
+
+/// A mesh on loopback with backends at 10.0.0.x, `(last byte, listens)`.
+pub fn mesh_with_backends(addresses: &[(u8, bool)], first: &Arc<RouteTable>) -> (Mesh, Backends) {
+    let opener = PairOpener::default();
+    let far_end = opener.far_end.clone();
+    let mesh = Mesh::start_with(MeshConfig { listen: LOOPBACK }, opener).unwrap();
+    mesh.install(first.clone()).unwrap();
+    let fd = far_end
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the mesh opened its device");
+    let addresses: Vec<(Ipv4Addr, bool)> = addresses
+        .iter()
+        .map(|(last, listens)| (Ipv4Addr::new(10, 0, 0, *last), *listens))
+        .collect();
+    (mesh, Backends::start(fd, &addresses, 80))
 }
 
 /// Hands the mesh one end of a socket pair and keeps the other for the backends.

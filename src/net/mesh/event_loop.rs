@@ -31,7 +31,9 @@ const MAX_ROUNDS: usize = 64;
 /// How often idle UDP flows are looked for.
 const SWEEP_PERIOD: Duration = Duration::from_secs(5);
 
-/// What the [`super::Mesh`] handle tells the loop.
+/// What the [`super::Mesh`] handle tells the loop. (A stack is large, but a command is sent
+/// once per route-table change: no box needed.)
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Follow a new table; `stack` is `Some` when the stack is replaced (by `None`: no ingress
     /// address any more).

@@ -23,7 +23,7 @@ impl LocalPorts {
 
     /// Takes the next free port; `None` when all are taken.
     pub fn take(&mut self) -> Option<u16> {
-        if self.in_use >= usize::from(u16::MAX - FIRST) + 1 {
+        if self.in_use > usize::from(u16::MAX - FIRST) {
             return None;
         }
         loop {
