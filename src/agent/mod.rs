@@ -5,6 +5,7 @@
 //! random point between 50% and 80% of its life, and reports role changes and the manager list
 //! to the daemon. Its worker runs the node's tasks.
 
+mod host_ports;
 mod logs;
 mod network;
 mod worker;

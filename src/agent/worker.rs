@@ -14,6 +14,7 @@ use bollard::models::{ContainerStatus, TaskState, TaskStatus};
 use tokio::sync::mpsc;
 
 use super::NodeNetwork;
+use super::host_ports::Published;
 use crate::exec::{Executor, ExitStatus, TaskRunState};
 use crate::rpc::proto::{Assignment, StatusReport};
 use crate::store::objects::timestamp;
@@ -158,8 +159,15 @@ impl Worker {
             TaskRunState::Running { pid } => Some(pid),
             _ => None,
         };
-        if task.state() != TaskState::RUNNING || !adopt {
-            let mut running = status(TaskState::RUNNING, "started", None, None);
+        // Bound before the task is reported running, so a running task answers on them.
+        let host_ports =
+            Published::start(self.executor.as_ref(), &task.id, &assignment.host_ports).await;
+        let mut running = status(TaskState::RUNNING, &host_ports.message(), None, None);
+        running.port_status = host_ports.port_status();
+        // An adopted task is reported again only if its ports came out otherwise this time.
+        let same_ports = running.port_status == task.status.port_status
+            && running.message == task.status.message;
+        if task.state() != TaskState::RUNNING || !adopt || !same_ports {
             running.container_status = Some(ContainerStatus {
                 container_id: Some(task.id.clone()),
                 pid: pid.map(i64::from),
@@ -168,6 +176,7 @@ impl Worker {
             self.report(&task.id, running);
         }
         let ended = self.executor.wait(&task.id).await;
+        host_ports.close().await;
         let stopping = self.lock().get(&task.id).is_some_and(|l| l.stopping);
         self.report(&task.id, final_status(ended, stopping));
     }

@@ -17,7 +17,7 @@ use super::health::heartbeat_period;
 use super::routes::{route_table_for, task_networks};
 use crate::net::routes::RouteTable;
 use crate::rpc::proto::{Assignment, Failure, RouteUpdate, SessionInfo, StatusReport};
-use crate::store::state::rank;
+use crate::store::state::{is_ingress_port, rank};
 use crate::store::{Change, ClusterState, Proposal};
 
 /// How long a poll waits for a change before answering anyway.
@@ -221,15 +221,19 @@ pub fn assignments_of(state: &ClusterState, node_id: &str) -> (u64, Vec<Assignme
         .filter(|t| t.desired_state == TaskState::RUNNING || !t.is_terminal())
         .map(|t| {
             (t.id.as_str(), t.meta.version).hash(&mut hasher);
-            let service_name = state
-                .services
-                .get(&t.service_id)
+            let service = state.services.get(&t.service_id);
+            let service_name = service
                 .and_then(|s| s.spec.name.clone())
                 .unwrap_or_default();
+            let host_ports = service.map_or_else(Vec::new, |s| {
+                let ports = s.endpoint.ports.iter();
+                ports.filter(|p| !is_ingress_port(p)).cloned().collect()
+            });
             Assignment {
                 task: t.clone(),
                 service_name,
                 networks: task_networks(state, t),
+                host_ports,
             }
         })
         .collect();

@@ -6,7 +6,7 @@
 //! need a manager certificate; `Heartbeat` and `Renew` need any certificate of a node that is
 //! still in the swarm.
 
-use bollard::models::{NodeDescription, NodeSpecAvailabilityEnum, TaskStatus};
+use bollard::models::{EndpointPortConfig, NodeDescription, NodeSpecAvailabilityEnum, TaskStatus};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -166,6 +166,10 @@ pub struct Assignment {
     /// plumb them before the task starts.
     #[serde(default)]
     pub networks: Vec<NetworkInfo>,
+    /// Its service's ports published in host mode, as the service's endpoint holds them: the
+    /// node binds them while the task runs and forwards them to it.
+    #[serde(default)]
+    pub host_ports: Vec<EndpointPortConfig>,
 }
 
 /// Changes to a node's route table.

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod event_loop;
+pub mod host;
 pub mod maglev;
 pub mod proxy_protocol;
 mod slab;
