@@ -72,6 +72,16 @@ target=$(task "$last" '{{range .NetworksAttachments}}{{range .Addresses}}{{.}}{{
 echo "\$ (in task $first on $host) busybox ping -c 3 ${target%/*}" >&2
 lab exec "${host#h}" nsenter --target "$pid" --net busybox ping -c 3 "${target%/*}"
 
+# The routing mesh: a web service of 2 tasks published on 8080 answers on every node's
+# address, each request forwarded to a task on whichever node runs it.
+# shellcheck disable=SC2016 # expanded by the task's shell
+dk 1 service create --name web --replicas 2 --publish 8080:80 --stop-grace-period 1s \
+  sh -c 'd=$(mktemp -d); echo "hello from $(hostname)" >"$d/index.html"; exec busybox httpd -f -p 80 -h "$d"'
+for i in $(seq 1 "$HOSTS"); do
+  echo "\$ (in the client namespace) curl http://$(lab addr "$i"):8080/" >&2
+  lab exec cl curl -s --retry 5 --retry-connrefused --retry-delay 1 "http://$(lab addr "$i"):8080/"
+done
+
 $DOWN && exit 0
 prefix=''
 [[ $LAB == shoal ]] || prefix="LAB=$LAB "
@@ -80,4 +90,5 @@ echo "The lab '$LAB' is running: manager h1 at $ADDR, workers h2-h$HOSTS; logs i
 printf '  %-58s # %s\n' \
   "docker -H unix://$SOCK node ls" "the stock docker CLI" \
   "${prefix}netlab/lab.sh exec 1 ip addr" "a command inside h1" \
+  "${prefix}netlab/lab.sh exec cl curl -s $ADDR:8080" "the published port, from the client" \
   "${prefix}netlab/lab.sh down" "tear the lab down"
