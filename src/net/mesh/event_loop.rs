@@ -85,6 +85,8 @@ pub struct Looper {
     pub flows: Slab<Flow>,
     pub flow_index: HashMap<(PortKey, SocketAddr), usize>,
     pub tcp_pool: Vec<tcp::Socket<'static>>,
+    /// The stack's device has frames to read (it reports each arrival once: edge-triggered).
+    device_readable: bool,
     pub udp_pool: Vec<udp::Socket<'static>>,
     /// One datagram received on a published UDP port.
     pub datagram: Box<[u8]>,
@@ -111,6 +113,7 @@ impl Looper {
             flows: Slab::new(),
             flow_index: HashMap::new(),
             tcp_pool: Vec::new(),
+            device_readable: false,
             udp_pool: Vec::new(),
             datagram: vec![0; 65536].into_boxed_slice(),
             last_sweep: Instant::now(),
@@ -134,7 +137,7 @@ impl Looper {
                             return;
                         }
                     }
-                    DEVICE => {} // the stack is polled below in any case
+                    DEVICE => self.device_readable = true,
                     Token(t) if t >= LISTENER_BASE => self.on_listener(t - LISTENER_BASE),
                     Token(t) => self.on_client(t, event),
                 }
@@ -153,19 +156,26 @@ impl Looper {
         stack.map_or(SWEEP_PERIOD, |d| d.min(SWEEP_PERIOD))
     }
 
-    /// Polls the stack and moves data between kernel sockets and the stack's sockets until
-    /// neither has anything more to do.
+    /// Takes in the stack's frames, moves data between kernel sockets and the stack's sockets,
+    /// and sends what that queued, until nothing more moves. The device is read only after it
+    /// said it has frames (a read that finds none is a wasted system call).
     fn turn(&mut self) {
+        let mut changed = match self.stack.as_mut() {
+            Some(stack) if std::mem::take(&mut self.device_readable) => stack.ingress(),
+            Some(_) => true, // timers may have fired, or clients spoken: pump once
+            None => return,
+        };
         for _ in 0..MAX_ROUNDS {
+            let moved = self.pump_connections() | self.relay_replies();
             let Some(stack) = self.stack.as_mut() else {
                 return;
             };
-            let changed = stack.poll();
+            let sent = stack.egress();
             self.bury();
-            let moved = self.pump_connections() | self.relay_replies();
-            if !changed && !moved {
+            if !changed && !moved && !sent {
                 return;
             }
+            changed = false;
         }
     }
 
@@ -230,6 +240,7 @@ impl Looper {
         self.flows.drain().for_each(drop);
         self.flow_index.clear();
         self.dying.clear();
+        self.device_readable = true; // whatever waits on the new device was never reported
         if let Some(old) = &self.stack {
             let _ = self.poll.registry().deregister(&mut SourceFd(&old.fd()));
         }

@@ -21,6 +21,9 @@ use crate::net::stack::Stack;
 const BUFFER_SIZE: usize = 256 << 10;
 /// How long a backend may take to answer a connection attempt before the next one is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the backend's data waits for an ACK to ride on once the connection has shown it
+/// goes back and forth (smoltcp's default; Linux waits 40 ms and more).
+const ACK_DELAY: Duration = Duration::from_millis(10);
 
 /// One client connection and its leg to a backend.
 pub struct Connection {
@@ -40,6 +43,8 @@ pub struct Connection {
     client_done: bool,
     /// The backend has sent its last byte; the client was sent a FIN.
     backend_done: bool,
+    /// The backend's data was passed to the client since the client last spoke.
+    answered: bool,
 }
 
 impl Connection {
@@ -99,6 +104,7 @@ impl Looper {
                 writable: false,
                 client_done: false,
                 backend_done: false,
+                answered: false,
             });
             let connection = self.connections.get_mut(index).expect("just inserted");
             let interest = Interest::READABLE | Interest::WRITABLE;
@@ -181,19 +187,28 @@ impl Looper {
             }
             moved = true;
         }
-        // Client to backend.
+        // Client to backend. A read shorter than the room offered emptied the kernel socket:
+        // the next data is reported afresh (edge-triggered), so no read need find it empty.
         while connection.readable && !connection.client_done && socket.can_send() {
             let client = &mut connection.client;
             let read = socket.send(|buffer| match client.read(buffer) {
-                Ok(n) => (n, Ok(n)),
+                Ok(n) => (n, Ok((n, n < buffer.len()))),
                 Err(e) => (0, Err(e)),
             });
             match read {
-                Ok(Ok(0)) => {
+                Ok(Ok((0, _))) => {
                     connection.client_done = true;
                     socket.close();
                 }
-                Ok(Ok(_)) => {}
+                Ok(Ok((_, drained))) => {
+                    if std::mem::take(&mut connection.answered) {
+                        // A request after a response: the connection goes back and forth, so
+                        // the backend's next answer can wait a little for an ACK to carry
+                        // (like Linux, which ACKs at once only until it sees that).
+                        socket.set_ack_delay(Some(ACK_DELAY));
+                    }
+                    connection.readable = !drained;
+                }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => connection.readable = false,
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The client reset or the socket broke: reset the backend's side too.
@@ -204,15 +219,18 @@ impl Looper {
             }
             moved = true;
         }
-        // Backend to client.
+        // Backend to client; a short write means the kernel socket is full.
         while connection.writable && socket.can_recv() {
             let client = &mut connection.client;
             let written = socket.recv(|data| match client.write(data) {
-                Ok(n) => (n, Ok(n)),
+                Ok(n) => (n, Ok(n < data.len())),
                 Err(e) => (0, Err(e)),
             });
             match written {
-                Ok(Ok(_)) => {}
+                Ok(Ok(full)) => {
+                    connection.answered = true;
+                    connection.writable = !full;
+                }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => connection.writable = false,
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Ok(Err(_)) | Err(_) => {
@@ -301,6 +319,7 @@ fn connect(
     let port = stack.tcp_ports.take()?;
     let mut socket = pool.pop().unwrap_or_else(new_socket);
     socket.set_timeout(Some(CONNECT_TIMEOUT));
+    socket.set_ack_delay(None);
     if socket
         .connect(stack.iface.context(), backend, port)
         .is_err()
@@ -312,9 +331,9 @@ fn connect(
     Some((stack.sockets.add(socket), port))
 }
 
-/// A socket tuned for proxying: no Nagle (the client already chose its segment sizes), an
-/// immediate ACK (a backend that writes a response in two pieces waits for it), CUBIC
-/// congestion control, timestamps.
+/// A socket tuned for proxying: no Nagle (the client already chose its segment sizes), CUBIC
+/// congestion control, timestamps; ACKs at once until the connection shows it is interactive
+/// (a backend that writes a response in two pieces under Nagle waits for that ACK).
 fn new_socket() -> tcp::Socket<'static> {
     let mut socket = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; BUFFER_SIZE]),

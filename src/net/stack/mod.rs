@@ -9,7 +9,7 @@ mod ports;
 use std::net::Ipv4Addr;
 use std::os::fd::{OwnedFd, RawFd};
 
-use smoltcp::iface::{Config, Interface, PollResult, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
 
@@ -79,6 +79,36 @@ impl Stack {
     pub fn poll(&mut self) -> bool {
         let now = self.now();
         self.iface.poll(now, &mut self.device, &mut self.sockets) == PollResult::SocketStateChanged
+    }
+
+    /// Takes in every frame waiting on the device; whether any socket's state may have changed.
+    /// (Call it when the device said it is readable: it reads until the device is empty.)
+    pub fn ingress(&mut self) -> bool {
+        let now = self.now();
+        let mut changed = false;
+        loop {
+            match self
+                .iface
+                .poll_ingress_single(now, &mut self.device, &mut self.sockets)
+            {
+                PollIngressSingleResult::None => return changed,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => changed = true,
+            }
+        }
+    }
+
+    /// Sends what the sockets have queued, without reading the device; whether any socket's
+    /// state may have changed.
+    pub fn egress(&mut self) -> bool {
+        let now = self.now();
+        let mut changed = false;
+        while self.iface.poll_egress(now, &mut self.device, &mut self.sockets)
+            == PollResult::SocketStateChanged
+        {
+            changed = true;
+        }
+        changed
     }
 
     /// How long until the stack must be polled again (a retransmission, say) if no frame comes.
