@@ -264,21 +264,6 @@ declare -A LABEL=([ka]='keep-alive' [close]='new conn' [bulk]='bulk')
 TESTS=(ka close bulk)
 PATHS=()
 
-run_all() {
-  local test run path x
-  for test in "${TESTS[@]}"; do
-    for ((run = 1; run <= RUNS; run++)); do
-      local line="${LABEL[$test]} run $run:"
-      for path in "${PATHS[@]}"; do
-        x=$(measure "$test" "$path")
-        FIG[$test $path]+=" $x"
-        line+=" $path $x ${UNIT[$test]};"
-      done
-      echo "${line%;}"
-    done
-  done
-}
-
 declare -A MED=()
 
 # ratio TEST REFERENCE: shoal/REFERENCE, "n/a" without the shoal path.

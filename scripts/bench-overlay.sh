@@ -234,21 +234,6 @@ declare -A LABEL=([one]='one stream' [four]='four streams' [rr]='latency')
 TESTS=(one four rr)
 PATHS=()
 
-run_all() {
-  local test run path x
-  for test in "${TESTS[@]}"; do
-    for ((run = 1; run <= RUNS; run++)); do
-      local line="${LABEL[$test]} run $run:"
-      for path in "${PATHS[@]}"; do
-        x=$(measure "$test" "$path")
-        FIG[$test $path]+=" $x"
-        line+=" $path $x ${UNIT[$test]};"
-      done
-      echo "${line%;}"
-    done
-  done
-}
-
 # ratio TEST: shoal/kernel for throughput, kernel/shoal for latency (higher
 # is better either way); "n/a" without the shoal path.
 ratio() {

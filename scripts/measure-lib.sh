@@ -172,3 +172,22 @@ context() {
   echo "context: $(uname -sr), ${cpu:-unknown CPU} x $(nproc)," \
     "daemon $(realpath "$bin" 2>/dev/null || echo "$bin"), repo at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 }
+
+# run_all: every test of TESTS, RUNS times, each time on every path of PATHS in turn
+# (interleaved, so that a slow moment of the machine hits all paths alike); the script defines
+# `measure TEST PATH` (prints one figure), LABEL and UNIT (by test) and FIG (figures by
+# "TEST PATH", filled here).
+run_all() {
+  local test run path x
+  for test in "${TESTS[@]}"; do
+    for ((run = 1; run <= RUNS; run++)); do
+      local line="${LABEL[$test]} run $run:"
+      for path in "${PATHS[@]}"; do
+        x=$(measure "$test" "$path")
+        FIG[$test $path]+=" $x"
+        line+=" $path $x ${UNIT[$test]};"
+      done
+      echo "${line%;}"
+    done
+  done
+}

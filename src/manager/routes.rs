@@ -17,7 +17,7 @@ use bollard::models::{EndpointPortConfig, EndpointPortConfigProtocolEnum, NodeSt
 
 use crate::net::routes::{
     Backend, Endpoint, IngressAddress, NetworkInfo, NetworkRoutes, PortKey, Protocol,
-    PublishedPort, RouteTable, mac_for,
+    PublishedPort, RouteTable,
 };
 use crate::store::state::{is_ingress_port, port_protocol, rank};
 use crate::store::{ClusterState, Network, Node, Service, Task};
@@ -77,16 +77,8 @@ pub fn route_table_for(state: &ClusterState, node_id: &str) -> RouteTable {
                 continue;
             };
             let address = attachment.address.ip();
-            network.endpoints.insert(
-                address,
-                Endpoint {
-                    address,
-                    mac: mac_for(address),
-                    node_id: node.id.clone(),
-                    task_id: task.id.clone(),
-                    service_id: task.service_id.clone(),
-                },
-            );
+            let endpoint = Endpoint::new(address, &node.id, &task.id, &task.service_id);
+            network.endpoints.insert(address, endpoint);
             table.nodes.insert(node.id.clone(), addr);
         }
     }
@@ -122,16 +114,9 @@ fn add_mesh(state: &ClusterState, node_id: &str, ingress: &Network, table: &mut 
             continue;
         };
         let address = own.address.ip();
-        routes.endpoints.insert(
-            address,
-            Endpoint {
-                address,
-                mac: mac_for(address),
-                node_id: node.id.clone(),
-                task_id: String::new(),
-                service_id: String::new(),
-            },
-        );
+        routes
+            .endpoints
+            .insert(address, Endpoint::new(address, &node.id, "", ""));
         table.nodes.insert(node.id.clone(), addr);
         if node.id == node_id {
             table.ingress = Some(IngressAddress {

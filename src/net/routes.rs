@@ -192,6 +192,20 @@ pub struct Endpoint {
     pub service_id: String,
 }
 
+impl Endpoint {
+    /// The endpoint at `address` (its MAC derived from it) of `task_id` of `service_id` on
+    /// `node_id`; empty task and service for a node's own ingress address.
+    pub fn new(address: Ipv4Addr, node_id: &str, task_id: &str, service_id: &str) -> Endpoint {
+        Endpoint {
+            address,
+            mac: mac_for(address),
+            node_id: node_id.to_string(),
+            task_id: task_id.to_string(),
+            service_id: service_id.to_string(),
+        }
+    }
+}
+
 /// One difference between two tables; `None` removes the entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RouteChange {

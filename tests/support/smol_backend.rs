@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -113,21 +113,11 @@ pub struct PairOpener {
 
 impl DeviceOpener for PairOpener {
     fn open(&self, _: &NetworkInfo) -> io::Result<OwnedFd> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors; the result is checked.
-        let r = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both were just created and are owned by nobody else.
-        let (near, far) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (near, far) =
+            socket2::Socket::pair(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None)?;
+        near.set_nonblocking(true)?;
+        far.set_nonblocking(true)?;
+        let (near, far) = (OwnedFd::from(near), OwnedFd::from(far));
         *self.far_end.lock().unwrap() = Some(far);
         Ok(near)
     }

@@ -234,9 +234,7 @@ impl Looper {
 
     /// Drops every connection and flow of the old stack and takes the new one.
     fn replace_stack(&mut self, stack: Option<Stack>) {
-        for connection in self.connections.drain() {
-            connection.deregister(self.poll.registry());
-        }
+        self.connections.drain().for_each(drop);
         self.flows.drain().for_each(drop);
         self.flow_index.clear();
         self.dying.clear();
@@ -325,7 +323,8 @@ impl Looper {
 }
 
 /// Binds a published port: TCP with `SO_REUSEPORT` (a restarted daemon binds at once, and more
-/// loops could share the port), both non-blocking.
+/// loops could share the port) and `TCP_NODELAY`, which accepted connections inherit (the mesh
+/// passes on segments as the backend sized them); both non-blocking.
 fn bind(addr: SocketAddr, protocol: Protocol) -> io::Result<Listener> {
     use socket2::{Domain, Socket, Type};
     let domain = Domain::for_address(addr);
@@ -334,6 +333,7 @@ fn bind(addr: SocketAddr, protocol: Protocol) -> io::Result<Listener> {
             let socket = Socket::new(domain, Type::STREAM, Some(socket2::Protocol::TCP))?;
             socket.set_reuse_address(true)?;
             socket.set_reuse_port(true)?;
+            socket.set_tcp_nodelay(true)?;
             socket.set_nonblocking(true)?;
             socket.bind(&addr.into())?;
             socket.listen(1024)?;

@@ -47,13 +47,6 @@ pub struct Connection {
     answered: bool,
 }
 
-impl Connection {
-    /// Stops polling the client socket.
-    pub fn deregister(mut self, registry: &mio::Registry) {
-        let _ = registry.deregister(&mut self.client);
-    }
-}
-
 /// What pumping did to a connection.
 enum Pumped {
     Idle,
@@ -87,7 +80,6 @@ impl Looper {
                 Counters::add(&self.counters.no_backend, 1);
                 continue; // dropping the stream closes it
             };
-            let _ = client.set_nodelay(true);
             let Some((socket, local_port)) = connect(stack, &mut self.tcp_pool, backend) else {
                 Counters::add(&self.counters.connect_failures, 1);
                 continue;
@@ -295,10 +287,10 @@ impl Looper {
     /// Ends a connection: the client socket closes, the stack's socket is reset if still open
     /// and kept for reuse once the reset is sent.
     pub(super) fn close(&mut self, index: usize) {
-        let Some(mut connection) = self.connections.remove(index) else {
+        // Closing the client socket (dropping it) also takes it out of the poll set.
+        let Some(connection) = self.connections.remove(index) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut connection.client);
         if let Some(stack) = self.stack.as_mut() {
             let socket = stack.sockets.get_mut::<tcp::Socket>(connection.socket);
             if socket.is_open() && socket.state() != State::TimeWait {

@@ -31,21 +31,7 @@ pub fn open_tap(name: &str, queues: usize, mtu: u16) -> io::Result<LocalPort> {
         (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR | libc::IFF_MULTI_QUEUE) as i16;
     let mut fds = Vec::with_capacity(queues.max(1));
     for _ in 0..queues.max(1) {
-        let path = c"/dev/net/tun";
-        // SAFETY: a valid C string path; the result is checked.
-        let raw = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` was just opened and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: TUNSETIFF reads an `ifreq`, which outlives the call.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut request) })?;
+        let fd = open_queue(&mut request)?;
         let header_len = VNET_HEADER_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer.
         check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &header_len) })?;
@@ -71,6 +57,14 @@ pub fn open_tap(name: &str, queues: usize, mtu: u16) -> io::Result<LocalPort> {
 pub fn open_plain_tap(name: &str, mtu: u16) -> io::Result<OwnedFd> {
     let mut request = interface_request(name)?;
     request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
+    let fd = open_queue(&mut request)?;
+    set_mtu_and_up(name, mtu)?;
+    Ok(fd)
+}
+
+/// Opens `/dev/net/tun` non-blocking and attaches it to the device `request` names and
+/// describes (creating the device, or adding a queue to it).
+fn open_queue(request: &mut libc::ifreq) -> io::Result<OwnedFd> {
     let path = c"/dev/net/tun";
     // SAFETY: a valid C string path; the result is checked.
     let raw = unsafe {
@@ -85,8 +79,7 @@ pub fn open_plain_tap(name: &str, mtu: u16) -> io::Result<OwnedFd> {
     // SAFETY: `raw` was just opened and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     // SAFETY: TUNSETIFF reads an `ifreq`, which outlives the call.
-    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut request) })?;
-    set_mtu_and_up(name, mtu)?;
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, request) })?;
     Ok(fd)
 }
 
