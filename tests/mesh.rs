@@ -1,7 +1,8 @@
 //! The routing mesh without root: a mesh listening on loopback, its stack's device one end of a
 //! socket pair, and echoing smoltcp backends on the other end (tests/support/smol_backend.rs).
 //! Checks TCP and UDP through the mesh, retries past a backend that refuses, the PROXY v2
-//! header, a port with no backend, and closing a port.
+//! header, a port with no backend, closing a port, and frames for a backend on another node
+//! sent straight to that node as VXLAN.
 
 #[path = "support/smol_backend.rs"]
 mod smol_backend;
@@ -10,8 +11,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
+use shoal::net::mesh::{DirectConfig, MeshConfig};
+use shoal::net::routes::Endpoint;
 use shoal::net::routes::{PortKey, Protocol};
-use smol_backend::{LOOPBACK, free_port, mesh_with_backends, table};
+use smol_backend::{LOOPBACK, free_port, mesh_with_backends, mesh_with_config, table};
 
 fn tcp(port: u16) -> PortKey {
     PortKey {
@@ -135,10 +138,65 @@ fn a_port_without_backends_closes_connections_and_a_port_unpublished_refuses_the
     let mut byte = [0u8; 1];
     assert!(matches!(stream.read(&mut byte), Ok(0) | Err(_)));
     assert_eq!(mesh.counters().no_backend, 1);
-    mesh.install(table(&[])).unwrap();
+    mesh.install(table(&[]), 4789).unwrap();
     let refused = (0..200).any(|_| {
         std::thread::sleep(Duration::from_millis(10));
         TcpStream::connect((LOOPBACK, port)).is_err()
     });
     assert!(refused, "port {port} still open after it was unpublished");
+}
+
+#[test]
+fn frames_for_a_backend_on_another_node_go_to_that_node_as_vxlan() {
+    // The "other node" is a UDP socket on loopback standing for its overlay engine.
+    let other_node = UdpSocket::bind((LOOPBACK, 0)).unwrap();
+    other_node
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let data_port = other_node.local_addr().unwrap().port();
+    let port = free_port();
+    let mut remote = (*table(&[(tcp(port), &[5], false)])).clone();
+    let backend = std::net::Ipv4Addr::new(10, 0, 0, 5);
+    let ingress = remote.networks.get_mut("ingress").unwrap();
+    ingress
+        .endpoints
+        .insert(backend, Endpoint::new(backend, "other", "task5", "svc"));
+    remote.nodes.insert("other".into(), LOOPBACK);
+    let config = MeshConfig {
+        listen: LOOPBACK,
+        direct: Some(DirectConfig {
+            local_node: "this".into(),
+            underlay: LOOPBACK,
+        }),
+    };
+    // The backends' stack still answers ARP for 10.0.0.5 (as the engine would), but its TCP
+    // never sees the SYN: that goes to the other node.
+    let (mesh, _backends) = mesh_with_config(
+        config,
+        &[(5, false)],
+        &std::sync::Arc::new(remote),
+        data_port,
+    );
+    let _client = connect(port);
+    let mut datagram = [0u8; 2048];
+    let (n, from) = other_node.recv_from(&mut datagram).unwrap();
+    assert_eq!(
+        from.ip(),
+        LOOPBACK,
+        "sent from this node's underlay address"
+    );
+    assert_eq!(
+        datagram[..8],
+        [0x08, 0, 0, 0, 0, 0x10, 0x00, 0],
+        "VXLAN, VNI 4096"
+    );
+    let frame = &datagram[8..n];
+    assert_eq!(
+        frame[..6],
+        [0x02, 0x42, 10, 0, 0, 5],
+        "to the backend's MAC"
+    );
+    assert_eq!(frame[12..14], [0x08, 0x00], "IPv4");
+    assert_eq!(frame[14 + 9], 6, "TCP");
+    assert_eq!(mesh.counters().connect_failures, 0);
 }

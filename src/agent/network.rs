@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
 
-use crate::net::mesh::{Mesh, MeshConfig, MeshCounters};
+use crate::net::mesh::{DirectConfig, Mesh, MeshConfig, MeshCounters};
 use crate::net::overlay::{Engine, EngineConfig, EngineCounters};
 use crate::net::plumb::{Attachment, NetnsFile, Plumber};
 use crate::net::routes::{NetworkInfo, RouteChange, RouteTable};
@@ -105,9 +105,11 @@ impl NodeNetwork {
         let plumber = devices.plumber()?;
         let engine = devices.engine(&self.node_id, self.underlay_ip, data_path_port)?;
         engine.install(table.clone())?;
-        if let Some(mesh) = devices.mesh(table.ingress.is_some())? {
+        if let Some(mesh) =
+            devices.mesh(table.ingress.is_some(), &self.node_id, self.underlay_ip)?
+        {
             // Opens the stack's TAP if the ingress address is new: the bridge takes it below.
-            mesh.install(table.clone())?;
+            mesh.install(table.clone(), data_path_port)?;
         }
         for routes in table.networks.values() {
             plumber.ensure_network(&routes.info).await?;
@@ -206,10 +208,23 @@ impl Devices {
         Ok(self.plumber.clone().expect("just made"))
     }
 
-    /// The mesh, started when first `wanted`; `None` while never wanted.
-    fn mesh(&mut self, wanted: bool) -> anyhow::Result<Option<&Mesh>> {
+    /// The mesh, started when first `wanted`; `None` while never wanted. It sends to other
+    /// nodes from `underlay_ip` as `node_id`.
+    fn mesh(
+        &mut self,
+        wanted: bool,
+        node_id: &str,
+        underlay_ip: IpAddr,
+    ) -> anyhow::Result<Option<&Mesh>> {
         if wanted && self.mesh.is_none() {
-            let mesh = Mesh::start(MeshConfig::default())
+            let config = MeshConfig {
+                direct: Some(DirectConfig {
+                    local_node: node_id.to_string(),
+                    underlay: underlay_ip,
+                }),
+                ..MeshConfig::default()
+            };
+            let mesh = Mesh::start(config)
                 .map_err(|e| anyhow::anyhow!("starting the routing mesh: {e}"))?;
             tracing::info!("routing mesh started");
             self.mesh = Some(mesh);

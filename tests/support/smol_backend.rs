@@ -88,10 +88,25 @@ pub fn table(ports: &[(PortKey, &[u8], bool)]) -> Arc<RouteTable> {
 
 /// A mesh on loopback with backends at 10.0.0.x, `(last byte, listens)`.
 pub fn mesh_with_backends(addresses: &[(u8, bool)], first: &Arc<RouteTable>) -> (Mesh, Backends) {
+    let config = MeshConfig {
+        listen: LOOPBACK,
+        direct: None,
+    };
+    mesh_with_config(config, addresses, first, 4789)
+}
+
+/// A mesh made with `config`, given `first` (other nodes' data port: `data_port`), with
+/// backends at 10.0.0.x, `(last byte, listens)`, behind its device.
+pub fn mesh_with_config(
+    config: MeshConfig,
+    addresses: &[(u8, bool)],
+    first: &Arc<RouteTable>,
+    data_port: u16,
+) -> (Mesh, Backends) {
     let opener = PairOpener::default();
     let far_end = opener.far_end.clone();
-    let mesh = Mesh::start_with(MeshConfig { listen: LOOPBACK }, opener).unwrap();
-    mesh.install(first.clone()).unwrap();
+    let mesh = Mesh::start_with(config, opener).unwrap();
+    mesh.install(first.clone(), data_port).unwrap();
     let fd = far_end
         .lock()
         .unwrap()

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::os::fd::RawFd;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -17,8 +17,9 @@ use super::slab::Slab;
 use super::tcp::Connection;
 use super::udp::Flow;
 use super::{Counters, MeshConfig};
+use crate::net::overlay::fdb::Fdb;
 use crate::net::routes::{PortKey, Protocol, PublishedPort, RouteTable};
-use crate::net::stack::Stack;
+use crate::net::stack::{DirectPath, Stack};
 
 /// Token of the waker that says a command is waiting.
 pub const WAKER: Token = Token(usize::MAX);
@@ -40,6 +41,7 @@ pub enum Command {
     Install {
         table: Arc<RouteTable>,
         stack: Option<Option<Stack>>,
+        data_port: u16,
     },
     /// Close everything and end the thread.
     Stop,
@@ -90,6 +92,8 @@ pub struct Looper {
     pub udp_pool: Vec<udp::Socket<'static>>,
     /// One datagram received on a published UDP port.
     pub datagram: Box<[u8]>,
+    /// The socket the stack sends VXLAN from, with [`MeshConfig::direct`].
+    direct_socket: Option<Arc<socket2::Socket>>,
     last_sweep: Instant,
 }
 
@@ -101,7 +105,6 @@ impl Looper {
         counters: Arc<Counters>,
     ) -> Looper {
         Looper {
-            config,
             poll,
             commands,
             counters,
@@ -117,6 +120,13 @@ impl Looper {
             udp_pool: Vec::new(),
             datagram: vec![0; 65536].into_boxed_slice(),
             last_sweep: Instant::now(),
+            direct_socket: config.direct.as_ref().and_then(|d| {
+                underlay_socket(d.underlay)
+                    .inspect_err(|e| tracing::warn!("the mesh sends through the engine: {e}"))
+                    .ok()
+                    .map(Arc::new)
+            }),
+            config,
         }
     }
 
@@ -197,17 +207,22 @@ impl Looper {
     fn take_commands(&mut self) -> bool {
         while let Ok(command) = self.commands.try_recv() {
             match command {
-                Command::Install { table, stack } => self.install(&table, stack),
+                Command::Install {
+                    table,
+                    stack,
+                    data_port,
+                } => self.install(&table, stack, data_port),
                 Command::Stop => return false,
             }
         }
         true
     }
 
-    fn install(&mut self, table: &RouteTable, stack: Option<Option<Stack>>) {
+    fn install(&mut self, table: &RouteTable, stack: Option<Option<Stack>>, data_port: u16) {
         if let Some(stack) = stack {
             self.replace_stack(stack);
         }
+        self.follow_overlay(table, data_port);
         let gone: Vec<PortKey> = self
             .published
             .keys()
@@ -230,6 +245,31 @@ impl Looper {
                 None => self.publish(*key, route),
             }
         }
+    }
+
+    /// Gives the stack's device the table's FDB, so that it sends frames for backends on other
+    /// nodes straight to them.
+    fn follow_overlay(&mut self, table: &RouteTable, data_port: u16) {
+        let (Some(stack), Some(direct), Some(socket)) = (
+            self.stack.as_mut(),
+            self.config.direct.as_ref(),
+            self.direct_socket.as_ref(),
+        ) else {
+            return;
+        };
+        let fdb = Arc::new(Fdb::compile(table, &direct.local_node, data_port));
+        let ingress = table
+            .ingress
+            .as_ref()
+            .and_then(|i| table.networks.get(&i.network_id))
+            .and_then(|n| fdb.network_index(n.info.vni));
+        stack
+            .device
+            .set_direct_path(ingress.map(|network| DirectPath {
+                socket: socket.clone(),
+                fdb: fdb.clone(),
+                network,
+            }));
     }
 
     /// Drops every connection and flow of the old stack and takes the new one.
@@ -320,6 +360,19 @@ impl Looper {
             Protocol::Udp => self.receive_datagrams(key),
         }
     }
+}
+
+/// A non-blocking UDP socket on `underlay`, any port, for VXLAN to other nodes.
+fn underlay_socket(underlay: IpAddr) -> io::Result<socket2::Socket> {
+    let addr = SocketAddr::new(underlay, 0);
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 /// Binds a published port: TCP with `SO_REUSEPORT` (a restarted daemon binds at once, and more

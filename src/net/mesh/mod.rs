@@ -34,17 +34,30 @@ use crate::net::stack::{DeviceDrops, Stack};
 
 use event_loop::{Command, Looper};
 
-/// Where the mesh listens.
+/// Where the mesh listens, and how it reaches other nodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MeshConfig {
     /// The address published ports are bound to on this node (all addresses by default).
     pub listen: IpAddr,
+    /// Send frames for backends on other nodes straight to them as VXLAN, rather than through
+    /// the bridge and the overlay engine (`None`: everything through the stack's device).
+    pub direct: Option<DirectConfig>,
+}
+
+/// What the mesh needs to send VXLAN to other nodes itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectConfig {
+    /// This node's ID in the route table.
+    pub local_node: String,
+    /// This node's underlay address, the source the other nodes' engines accept.
+    pub underlay: IpAddr,
 }
 
 impl Default for MeshConfig {
     fn default() -> Self {
         MeshConfig {
             listen: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            direct: None,
         }
     }
 }
@@ -107,8 +120,8 @@ impl Mesh {
     /// Follows a new route table: opens the stack's device when the node's ingress address
     /// appears or changes (so the caller can add it to the bridge right after), then hands the
     /// table to the loop, which binds newly published ports, closes those gone and takes the new
-    /// backends.
-    pub fn install(&self, table: Arc<RouteTable>) -> io::Result<()> {
+    /// backends. Other nodes take VXLAN on `data_port`.
+    pub fn install(&self, table: Arc<RouteTable>, data_port: u16) -> io::Result<()> {
         let wanted = table.ingress.as_ref().and_then(|ingress| {
             let network = table.networks.get(&ingress.network_id)?;
             Some((ingress.clone(), network.info.clone()))
@@ -135,7 +148,11 @@ impl Mesh {
             *stack_for = wanted;
             Some(stack)
         };
-        self.send(Command::Install { table, stack })
+        self.send(Command::Install {
+            table,
+            stack,
+            data_port,
+        })
     }
 
     /// What the mesh has counted so far.

@@ -1,13 +1,18 @@
 //! The stack's device: a non-blocking descriptor where one read yields one Ethernet frame and
 //! one write sends one (a plain TAP in production, one end of a `SOCK_SEQPACKET` pair in tests).
+//! With a [`DirectPath`], a frame for an endpoint on another node skips the descriptor, the
+//! bridge and the overlay engine: the stack sends it to that node's data port as VXLAN itself.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
+use socket2::SockAddr;
+
+use crate::net::overlay::fdb::{Destination, Fdb};
 
 /// Frames a device could not pass on.
 #[derive(Debug, Default)]
@@ -18,6 +23,16 @@ pub struct DeviceDrops {
     pub write_failed: AtomicU64,
 }
 
+/// Sends frames for other nodes' endpoints straight to them as VXLAN.
+pub struct DirectPath {
+    /// A UDP socket on this node's underlay address (any port: peers check the source address).
+    pub socket: Arc<socket2::Socket>,
+    /// The compiled FDB of this node's route table.
+    pub fdb: Arc<Fdb>,
+    /// The stack's network in `fdb`.
+    pub network: usize,
+}
+
 /// A frame-preserving descriptor as a smoltcp device, with one receive and one transmit buffer
 /// (no allocation per frame).
 pub struct FrameDevice {
@@ -26,6 +41,7 @@ pub struct FrameDevice {
     rx: Box<[u8]>,
     tx: Box<[u8]>,
     drops: Arc<DeviceDrops>,
+    direct: Option<DirectPath>,
 }
 
 impl FrameDevice {
@@ -39,7 +55,14 @@ impl FrameDevice {
             rx: vec![0; mtu + 1].into_boxed_slice(),
             tx: vec![0; mtu].into_boxed_slice(),
             drops: Arc::default(),
+            direct: None,
         }
+    }
+
+    /// Sends frames for remote endpoints straight to their nodes from now on (or, with `None`,
+    /// everything through the descriptor).
+    pub fn set_direct_path(&mut self, direct: Option<DirectPath>) {
+        self.direct = direct;
     }
 
     /// The descriptor, for polling.
@@ -92,6 +115,7 @@ impl phy::Device for FrameDevice {
             fd: self.fd.as_raw_fd(),
             buffer: &mut self.tx,
             drops: &self.drops,
+            direct: self.direct.as_ref(),
         };
         Some((rx, tx))
     }
@@ -101,6 +125,7 @@ impl phy::Device for FrameDevice {
             fd: self.fd.as_raw_fd(),
             buffer: &mut self.tx,
             drops: &self.drops,
+            direct: self.direct.as_ref(),
         })
     }
 
@@ -126,17 +151,45 @@ impl phy::RxToken for RxToken<'_> {
     }
 }
 
-/// Room for one frame, written to the device when filled.
+/// Room for one frame, sent when filled: straight to its node, or written to the device.
 pub struct TxToken<'a> {
     fd: RawFd,
     buffer: &'a mut [u8],
     drops: &'a DeviceDrops,
+    direct: Option<&'a DirectPath>,
+}
+
+/// Sends `frame` to its node as VXLAN if it is unicast to an endpoint on another node; whether
+/// it was taken.
+fn send_direct(direct: Option<&DirectPath>, drops: &DeviceDrops, frame: &[u8]) -> bool {
+    let Some(direct) = direct else {
+        return false;
+    };
+    let Some(destination) = frame.first_chunk::<6>() else {
+        return false;
+    };
+    let network = &direct.fdb.networks()[direct.network];
+    let Destination::Remote(peer) = network.destination(destination) else {
+        return false; // broadcast (ARP), local or unknown: the bridge and the engine see to it
+    };
+    let parts = [IoSlice::new(&network.vxlan_header), IoSlice::new(frame)];
+    if direct
+        .socket
+        .send_to_vectored(&parts, &SockAddr::from(peer))
+        .is_err()
+    {
+        drops.write_failed.fetch_add(1, Ordering::Relaxed);
+    }
+    true
 }
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let frame = &mut self.buffer[..len];
         let result = f(frame);
+        if send_direct(self.direct, self.drops, frame) {
+            return result;
+        }
         // SAFETY: `frame` is valid for reads of its length; the descriptor outlives the token.
         let written = unsafe { libc::write(self.fd, frame.as_ptr().cast(), frame.len()) };
         if written < 0 {

@@ -13,7 +13,7 @@ use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, Soc
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
 
-pub use device::{DeviceDrops, FrameDevice};
+pub use device::{DeviceDrops, DirectPath, FrameDevice};
 pub use ports::LocalPorts;
 
 use crate::net::routes::{NetworkInfo, mac_for};
@@ -103,7 +103,9 @@ impl Stack {
     pub fn egress(&mut self) -> bool {
         let now = self.now();
         let mut changed = false;
-        while self.iface.poll_egress(now, &mut self.device, &mut self.sockets)
+        while self
+            .iface
+            .poll_egress(now, &mut self.device, &mut self.sockets)
             == PollResult::SocketStateChanged
         {
             changed = true;
