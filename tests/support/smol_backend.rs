@@ -14,7 +14,7 @@ use shoal::net::mesh::{DeviceOpener, Mesh, MeshConfig};
 use shoal::net::routes::{
     Backend, IngressAddress, NetworkInfo, NetworkRoutes, PortKey, PublishedPort, RouteTable,
 };
-use shoal::net::stack::Stack;
+use shoal::net::stack::{FrameFd, Stack};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::IpCidr;
@@ -92,22 +92,27 @@ pub fn mesh_with_backends(addresses: &[(u8, bool)], first: &Arc<RouteTable>) -> 
         listen: LOOPBACK,
         direct: None,
     };
-    mesh_with_config(config, addresses, first, 4789)
+    mesh_with_config(config, addresses, first, 4789, false)
 }
 
 /// A mesh made with `config`, given `first` (other nodes' data port: `data_port`), with
-/// backends at 10.0.0.x, `(last byte, listens)`, behind its device.
+/// backends at 10.0.0.x, `(last byte, listens)`, behind its device (with virtio-net headers on
+/// both ends if `vnet_header`, so that both stacks take super-frames).
 pub fn mesh_with_config(
     config: MeshConfig,
     addresses: &[(u8, bool)],
     first: &Arc<RouteTable>,
     data_port: u16,
+    vnet_header: bool,
 ) -> (Mesh, Backends) {
-    let opener = PairOpener::default();
+    let opener = PairOpener {
+        far_end: Arc::default(),
+        vnet_header,
+    };
     let far_end = opener.far_end.clone();
     let mesh = Mesh::start_with(config, opener).unwrap();
     mesh.install(first.clone(), data_port).unwrap();
-    let fd = far_end
+    let link = far_end
         .lock()
         .unwrap()
         .take()
@@ -116,25 +121,33 @@ pub fn mesh_with_config(
         .iter()
         .map(|(last, listens)| (Ipv4Addr::new(10, 0, 0, *last), *listens))
         .collect();
-    (mesh, Backends::start(fd, &addresses, 80))
+    (mesh, Backends::start(link, &addresses, 80))
 }
 
 /// Hands the mesh one end of a socket pair and keeps the other for the backends.
-#[derive(Default)]
 pub struct PairOpener {
     /// The backends' end of the last pair opened.
-    pub far_end: Arc<Mutex<Option<OwnedFd>>>,
+    pub far_end: Arc<Mutex<Option<FrameFd>>>,
+    /// Whether frames on the pair carry virtio-net headers.
+    pub vnet_header: bool,
 }
 
 impl DeviceOpener for PairOpener {
-    fn open(&self, _: &NetworkInfo) -> io::Result<OwnedFd> {
+    fn open(&self, _: &NetworkInfo) -> io::Result<FrameFd> {
         let (near, far) =
             socket2::Socket::pair(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None)?;
         near.set_nonblocking(true)?;
         far.set_nonblocking(true)?;
         let (near, far) = (OwnedFd::from(near), OwnedFd::from(far));
-        *self.far_end.lock().unwrap() = Some(far);
-        Ok(near)
+        let vnet_header = self.vnet_header;
+        *self.far_end.lock().unwrap() = Some(FrameFd {
+            fd: far,
+            vnet_header,
+        });
+        Ok(FrameFd {
+            fd: near,
+            vnet_header,
+        })
     }
 }
 
@@ -146,9 +159,9 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Starts the backends on `fd` at `addresses`, each `(address, listens on TCP)`.
-    pub fn start(fd: OwnedFd, addresses: &[(Ipv4Addr, bool)], port: u16) -> Backends {
-        let mut stack = Stack::new(&ingress(), addresses[0].0, fd);
+    /// Starts the backends on `link` at `addresses`, each `(address, listens on TCP)`.
+    pub fn start(link: FrameFd, addresses: &[(Ipv4Addr, bool)], port: u16) -> Backends {
+        let mut stack = Stack::new(&ingress(), addresses[0].0, link);
         stack.iface.update_ip_addrs(|addrs| {
             for (address, _) in &addresses[1..] {
                 addrs.push(IpCidr::new((*address).into(), 24)).unwrap();

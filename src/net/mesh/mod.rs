@@ -21,16 +21,15 @@ mod udp;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use serde::Serialize;
 
-use crate::net::overlay::tap::open_plain_tap;
+use crate::net::overlay::tap::open_stack_tap;
 use crate::net::routes::{IngressAddress, NetworkInfo, RouteTable};
-use crate::net::stack::{DeviceDrops, Stack};
+use crate::net::stack::{DeviceDrops, FrameFd, Stack};
 
 use event_loop::{Command, Looper};
 
@@ -65,7 +64,7 @@ impl Default for MeshConfig {
 /// Opens the device of the node's stack on a network.
 pub trait DeviceOpener: Send + Sync + 'static {
     /// A non-blocking descriptor on `network` where one read or write is one Ethernet frame.
-    fn open(&self, network: &NetworkInfo) -> io::Result<OwnedFd>;
+    fn open(&self, network: &NetworkInfo) -> io::Result<FrameFd>;
 }
 
 /// Opens the TAP named by [`NetworkInfo::stack_tap_name`] (the plumbing makes it a port of the
@@ -73,8 +72,11 @@ pub trait DeviceOpener: Send + Sync + 'static {
 pub struct TapDeviceOpener;
 
 impl DeviceOpener for TapDeviceOpener {
-    fn open(&self, network: &NetworkInfo) -> io::Result<OwnedFd> {
-        open_plain_tap(&network.stack_tap_name(), network.mtu)
+    fn open(&self, network: &NetworkInfo) -> io::Result<FrameFd> {
+        Ok(FrameFd {
+            fd: open_stack_tap(&network.stack_tap_name(), network.mtu)?,
+            vnet_header: true,
+        })
     }
 }
 

@@ -32,34 +32,40 @@ pub fn open_tap(name: &str, queues: usize, mtu: u16) -> io::Result<LocalPort> {
     let mut fds = Vec::with_capacity(queues.max(1));
     for _ in 0..queues.max(1) {
         let fd = open_queue(&mut request)?;
-        let header_len = VNET_HEADER_LEN as libc::c_int;
-        // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &header_len) })?;
-        let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
-        // SAFETY: TUNSETOFFLOAD takes the flags by value.
-        check(unsafe {
-            libc::ioctl(
-                fd.as_raw_fd(),
-                libc::TUNSETOFFLOAD,
-                offloads as libc::c_ulong,
-            )
-        })?;
+        set_vnet_and_offloads(&fd)?;
         fds.push(fd);
     }
     set_mtu_and_up(name, mtu)?;
     LocalPort::new(fds, true)
 }
 
-/// Opens (creating it if needed) the TAP `name` with one non-blocking queue and no virtio-net
-/// header, where each read or write is one Ethernet frame of at most `mtu` bytes of payload;
-/// sets its MTU and brings it up. This is the daemon's own userspace stack's device
-/// (`crate::net::stack`); the device goes away when the descriptor is closed.
-pub fn open_plain_tap(name: &str, mtu: u16) -> io::Result<OwnedFd> {
+/// Opens (creating it if needed) the TAP `name` with one non-blocking queue, a virtio-net header
+/// and the checksum and TSO offloads, so the kernel may hand over a TCP super-frame of up to
+/// 64 KB in one read; sets its MTU and brings it up. This is the daemon's own userspace stack's
+/// device (`crate::net::stack`); the device goes away when the descriptor is closed.
+pub fn open_stack_tap(name: &str, mtu: u16) -> io::Result<OwnedFd> {
     let mut request = interface_request(name)?;
-    request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as i16;
+    request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as i16;
     let fd = open_queue(&mut request)?;
+    set_vnet_and_offloads(&fd)?;
     set_mtu_and_up(name, mtu)?;
     Ok(fd)
+}
+
+/// Gives the queue `fd` a virtio-net header on every frame, and the checksum and TSO offloads.
+fn set_vnet_and_offloads(fd: &OwnedFd) -> io::Result<()> {
+    let header_len = VNET_HEADER_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &header_len) })?;
+    let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    // SAFETY: TUNSETOFFLOAD takes the flags by value.
+    check(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            offloads as libc::c_ulong,
+        )
+    })
 }
 
 /// Opens `/dev/net/tun` non-blocking and attaches it to the device `request` names and

@@ -8,11 +8,28 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use socket2::SockAddr;
 
 use crate::net::overlay::fdb::{Destination, Fdb};
+use crate::net::overlay::wire::VNET_HEADER_LEN;
+
+/// The largest frame the kernel hands a TAP with TSO on: a 64 KiB IP packet and its Ethernet
+/// header.
+const MAX_SUPER_FRAME: usize = 65535 + 14;
+/// A virtio-net header that says nothing: the frame is complete as it is.
+const PLAIN: [u8; VNET_HEADER_LEN] = [0; VNET_HEADER_LEN];
+
+/// A descriptor a stack sends and receives frames on.
+pub struct FrameFd {
+    /// Non-blocking; one read or one write is one frame.
+    pub fd: OwnedFd,
+    /// Whether each frame comes after a virtio-net header: a TAP with offloads, whose reads may
+    /// be TCP super-frames (one read for up to 64 KiB; checksums left for the receiver to
+    /// trust, as the kernel made or checked them).
+    pub vnet_header: bool,
+}
 
 /// Frames a device could not pass on.
 #[derive(Debug, Default)]
@@ -37,6 +54,8 @@ pub struct DirectPath {
 /// (no allocation per frame).
 pub struct FrameDevice {
     fd: OwnedFd,
+    vnet_header: bool,
+    /// Largest frame taken or sent, Ethernet header included.
     mtu: usize,
     rx: Box<[u8]>,
     tx: Box<[u8]>,
@@ -45,14 +64,21 @@ pub struct FrameDevice {
 }
 
 impl FrameDevice {
-    /// A device over `fd` (non-blocking), for IP packets of at most `ip_mtu` bytes.
-    pub fn new(fd: OwnedFd, ip_mtu: u16) -> FrameDevice {
-        let mtu = usize::from(ip_mtu) + 14;
+    /// A device over `link`, for IP packets of at most `ip_mtu` bytes (or super-frames, with a
+    /// virtio-net header).
+    pub fn new(link: FrameFd, ip_mtu: u16) -> FrameDevice {
+        let mtu = if link.vnet_header {
+            MAX_SUPER_FRAME
+        } else {
+            usize::from(ip_mtu) + 14
+        };
+        let header = if link.vnet_header { VNET_HEADER_LEN } else { 0 };
         FrameDevice {
-            fd,
+            fd: link.fd,
+            vnet_header: link.vnet_header,
             mtu,
             // One byte more than a frame can be, to tell a frame that was cut.
-            rx: vec![0; mtu + 1].into_boxed_slice(),
+            rx: vec![0; header + mtu + 1].into_boxed_slice(),
             tx: vec![0; mtu].into_boxed_slice(),
             drops: Arc::default(),
             direct: None,
@@ -75,8 +101,10 @@ impl FrameDevice {
         self.drops.clone()
     }
 
-    /// Reads one frame into the receive buffer: its length, or `None` when there is none.
-    fn read_frame(&mut self) -> Option<usize> {
+    /// Reads one frame into the receive buffer: where it lies there, or `None` when there is
+    /// none.
+    fn read_frame(&mut self) -> Option<std::ops::Range<usize>> {
+        let header = if self.vnet_header { VNET_HEADER_LEN } else { 0 };
         loop {
             // SAFETY: `rx` is valid for writes of its length; the descriptor is ours.
             let n = unsafe { libc::read(self.fd(), self.rx.as_mut_ptr().cast(), self.rx.len()) };
@@ -93,11 +121,11 @@ impl FrameDevice {
             if n == 0 {
                 return None; // the other end of a socket pair closed
             }
-            if n > self.mtu {
+            if n > header + self.mtu || n < header {
                 self.drops.read_failed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            return Some(n);
+            return Some(header..n);
         }
     }
 }
@@ -107,15 +135,16 @@ impl phy::Device for FrameDevice {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        let len = self.read_frame()?;
+        let frame = self.read_frame()?;
         let rx = RxToken {
-            frame: &self.rx[..len],
+            frame: &self.rx[frame],
         };
         let tx = TxToken {
             fd: self.fd.as_raw_fd(),
             buffer: &mut self.tx,
             drops: &self.drops,
             direct: self.direct.as_ref(),
+            vnet_header: self.vnet_header,
         };
         Some((rx, tx))
     }
@@ -126,6 +155,7 @@ impl phy::Device for FrameDevice {
             buffer: &mut self.tx,
             drops: &self.drops,
             direct: self.direct.as_ref(),
+            vnet_header: self.vnet_header,
         })
     }
 
@@ -133,6 +163,13 @@ impl phy::Device for FrameDevice {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.mtu;
+        if self.vnet_header {
+            // Super-frames carry the kernel's partial TCP checksums (checksum offload): trust
+            // what arrives, as the kernel does; compute what leaves.
+            caps.checksum.ipv4 = Checksum::Tx;
+            caps.checksum.tcp = Checksum::Tx;
+            caps.checksum.udp = Checksum::Tx;
+        }
         // No burst limit: a TAP queues up to its txqueuelen (1000 frames) in each direction, and
         // smoltcp's limit would cap the advertised window below what window scaling allows.
         caps.max_burst_size = None;
@@ -157,6 +194,7 @@ pub struct TxToken<'a> {
     buffer: &'a mut [u8],
     drops: &'a DeviceDrops,
     direct: Option<&'a DirectPath>,
+    vnet_header: bool,
 }
 
 /// Sends `frame` to its node as VXLAN if it is unicast to an endpoint on another node; whether
@@ -190,8 +228,16 @@ impl phy::TxToken for TxToken<'_> {
         if send_direct(self.direct, self.drops, frame) {
             return result;
         }
-        // SAFETY: `frame` is valid for reads of its length; the descriptor outlives the token.
-        let written = unsafe { libc::write(self.fd, frame.as_ptr().cast(), frame.len()) };
+        let parts = [IoSlice::new(&PLAIN), IoSlice::new(frame)];
+        let parts = if self.vnet_header {
+            &parts[..]
+        } else {
+            &parts[1..]
+        };
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec`; the slices are valid for reads and
+        // the descriptor outlives the token.
+        let written =
+            unsafe { libc::writev(self.fd, parts.as_ptr().cast(), parts.len() as libc::c_int) };
         if written < 0 {
             // TCP retransmits what is lost here; a full queue is no reason to block the stack.
             self.drops.write_failed.fetch_add(1, Ordering::Relaxed);

@@ -7,13 +7,13 @@ mod device;
 mod ports;
 
 use std::net::Ipv4Addr;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
 
-pub use device::{DeviceDrops, DirectPath, FrameDevice};
+pub use device::{DeviceDrops, DirectPath, FrameDevice, FrameFd};
 pub use ports::LocalPorts;
 
 use crate::net::routes::{NetworkInfo, mac_for};
@@ -35,10 +35,10 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// A stack at `address` on `network`, sending and receiving through `fd` (non-blocking, one
-    /// frame per read or write). Its MAC is [`mac_for`] the address, as the other nodes expect.
-    pub fn new(network: &NetworkInfo, address: Ipv4Addr, fd: OwnedFd) -> Stack {
-        let mut device = FrameDevice::new(fd, network.mtu);
+    /// A stack at `address` on `network`, sending and receiving through `link`. Its MAC is
+    /// [`mac_for`] the address, as the other nodes expect.
+    pub fn new(network: &NetworkInfo, address: Ipv4Addr, link: FrameFd) -> Stack {
+        let mut device = FrameDevice::new(link, network.mtu);
         let mac = EthernetAddress(mac_for(address));
         let mut config = Config::new(HardwareAddress::Ethernet(mac));
         config.random_seed = rand::random();
