@@ -196,7 +196,9 @@ impl Looper {
             return;
         };
         for (handle, port) in self.dying.drain(..) {
-            if let smoltcp::socket::Socket::Tcp(socket) = stack.sockets.remove(handle) {
+            if let smoltcp::socket::Socket::Tcp(socket) = stack.sockets.remove(handle)
+                && self.tcp_pool.len() < super::tcp::POOL_LIMIT
+            {
                 self.tcp_pool.push(socket);
             }
             stack.tcp_ports.release(port);

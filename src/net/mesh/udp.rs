@@ -161,7 +161,9 @@ impl Looper {
         };
         self.flow_index.remove(&(flow.key, flow.client));
         if let Some(stack) = self.stack.as_mut() {
-            if let smoltcp::socket::Socket::Udp(mut socket) = stack.sockets.remove(flow.socket) {
+            if let smoltcp::socket::Socket::Udp(mut socket) = stack.sockets.remove(flow.socket)
+                && self.udp_pool.len() < super::tcp::POOL_LIMIT
+            {
                 socket.close();
                 self.udp_pool.push(socket);
             }
