@@ -307,18 +307,9 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 main() {
   parse_args "$@"
-  [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
-  scripts/setup.sh --no-build >/dev/null || die "scripts/setup.sh --no-build failed"
-  local tool
-  for tool in curl ip nginx haproxy wrk sysctl truncate; do
-    command -v "$tool" >/dev/null || die "needs $tool"
-  done
-  if ((!REFERENCE_ONLY)); then command -v docker >/dev/null || die "needs docker (the CLI)"; fi
-  measure_start
-
-  measure_cleanup            # leftovers of an earlier, killed run
-  lab down >/dev/null 2>&1 || true
-  lab up 2 >/dev/null
+  local tools=(curl ip nginx haproxy wrk sysctl truncate)
+  ((REFERENCE_ONLY)) || tools+=(docker)
+  measure_two_hosts "${tools[@]}"
   site
   tune_client
   URL[direct]=http://$BACKEND:$TARGET

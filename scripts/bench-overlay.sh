@@ -272,18 +272,9 @@ summary() {
 
 main() {
   parse_args "$@"
-  [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
-  scripts/setup.sh --no-build >/dev/null || die "scripts/setup.sh --no-build failed"
-  local tool
-  for tool in curl jq ip iperf3 sockperf nsenter ss; do
-    command -v "$tool" >/dev/null || die "needs $tool"
-  done
-  if ((!KERNEL_ONLY)); then command -v docker >/dev/null || die "needs docker (the CLI)"; fi
-  measure_start
-
-  measure_cleanup            # leftovers of an earlier, killed run
-  lab down >/dev/null 2>&1 || true
-  lab up 2 >/dev/null
+  local tools=(curl jq ip iperf3 sockperf nsenter ss)
+  ((KERNEL_ONLY)) || tools+=(docker)
+  measure_two_hosts "${tools[@]}"
   make_kernel_path
   PATHS=(kernel)
   if ((!KERNEL_ONLY)); then

@@ -191,3 +191,19 @@ run_all() {
     done
   done
 }
+
+# measure_two_hosts TOOL...: as root, with scripts/setup.sh's tools and each TOOL present, the
+# exit traps set and an earlier, killed run's leftovers removed (the script's measure_cleanup),
+# a fresh lab of h1 and h2.
+measure_two_hosts() {
+  [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
+  scripts/setup.sh --no-build >/dev/null || die "scripts/setup.sh --no-build failed"
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || die "needs $tool"
+  done
+  measure_start
+  measure_cleanup
+  lab down >/dev/null 2>&1 || true
+  lab up 2 >/dev/null
+}
