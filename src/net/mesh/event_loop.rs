@@ -237,9 +237,7 @@ impl Looper {
         for (key, route) in &table.published {
             match self.published.get_mut(key) {
                 Some(published) if published.route.backends != route.backends => {
-                    let names: Vec<&str> =
-                        route.backends.iter().map(|b| b.task_id.as_str()).collect();
-                    published.maglev = Maglev::new(&names, Maglev::DEFAULT_SIZE);
+                    published.maglev = maglev_for(route);
                     published.route = route.clone();
                     self.forget_flows_to_gone_backends(*key);
                 }
@@ -309,14 +307,7 @@ impl Looper {
         let index = self.listeners.insert(key);
         let mut published = Published {
             route: route.clone(),
-            maglev: Maglev::new(
-                &route
-                    .backends
-                    .iter()
-                    .map(|b| b.task_id.as_str())
-                    .collect::<Vec<_>>(),
-                Maglev::DEFAULT_SIZE,
-            ),
+            maglev: maglev_for(route),
             listener,
         };
         let token = Token(LISTENER_BASE + index);
@@ -362,6 +353,12 @@ impl Looper {
             Protocol::Udp => self.receive_datagrams(key),
         }
     }
+}
+
+/// The Maglev table of a published port's backends, named by their tasks.
+fn maglev_for(route: &PublishedPort) -> Maglev {
+    let names: Vec<&str> = route.backends.iter().map(|b| b.task_id.as_str()).collect();
+    Maglev::new(&names, Maglev::DEFAULT_SIZE)
 }
 
 /// A non-blocking UDP socket on `underlay`, any port, for VXLAN to other nodes.
