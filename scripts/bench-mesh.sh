@@ -38,7 +38,6 @@ export LAB_DIR=${LAB_DIR:-/tmp/shoal-lab}
 DURATION=${DURATION:-5}
 RUNS=${RUNS:-3}
 BULK_MB=${BULK_MB:-1024}
-REFERENCE_ONLY=0
 MEASURE=bench-mesh
 PUBLISHED=8080       # the mesh's port on every node
 HAPROXY_PORT=8081    # HAProxy's, on h1
@@ -57,18 +56,7 @@ usage() {
   exit 2
 }
 
-parse_args() {
-  while (($#)); do
-    case $1 in
-      --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage; RUNS=$2; shift 2 ;;
-      --reference-only) REFERENCE_ONLY=1; shift ;;
-      *) usage ;;
-    esac
-  done
-  [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, got '$RUNS'"
-  [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be whole seconds, got '$DURATION'"
-  [[ $BULK_MB =~ ^[1-9][0-9]*$ ]] || die "BULK_MB must be a positive integer, got '$BULK_MB'"
-}
+REFERENCE_FLAG=--reference-only
 
 measure_cleanup() { kernel_cleanup; }
 
@@ -307,6 +295,7 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 main() {
   parse_args "$@"
+  [[ $BULK_MB =~ ^[1-9][0-9]*$ ]] || die "BULK_MB must be a positive integer, got '$BULK_MB'"
   local tools=(curl ip nginx haproxy wrk sysctl truncate)
   ((REFERENCE_ONLY)) || tools+=(docker)
   measure_two_hosts "${tools[@]}"

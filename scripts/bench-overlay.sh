@@ -32,7 +32,6 @@ export LAB=shoalbo
 export LAB_DIR=${LAB_DIR:-/tmp/shoal-lab}
 DURATION=${DURATION:-5}
 RUNS=${RUNS:-3}
-KERNEL_ONLY=0
 MEASURE=bench-overlay
 API=http://localhost/v1.41
 NET=benchnet
@@ -47,17 +46,7 @@ source scripts/measure-lib.sh
 
 usage() { echo "usage: $0 [--runs N] [--kernel-only]   (env: DURATION RUNS SHOAL_BIN)" >&2; exit 2; }
 
-parse_args() {
-  while (($#)); do
-    case $1 in
-      --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage; RUNS=$2; shift 2 ;;
-      --kernel-only) KERNEL_ONLY=1; shift ;;
-      *) usage ;;
-    esac
-  done
-  [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, got '$RUNS'"
-  [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be whole seconds, got '$DURATION'"
-}
+REFERENCE_FLAG=--kernel-only
 
 # --- the kernel VXLAN path (measure-lib.sh) ----------------------------------
 
@@ -273,11 +262,11 @@ summary() {
 main() {
   parse_args "$@"
   local tools=(curl jq ip iperf3 sockperf nsenter ss)
-  ((KERNEL_ONLY)) || tools+=(docker)
+  ((REFERENCE_ONLY)) || tools+=(docker)
   measure_two_hosts "${tools[@]}"
   make_kernel_path
   PATHS=(kernel)
-  if ((!KERNEL_ONLY)); then
+  if ((!REFERENCE_ONLY)); then
     make_shoal_path
     PATHS=(shoal kernel)
   fi

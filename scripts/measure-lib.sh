@@ -10,13 +10,21 @@ die() { echo "$MEASURE: $*" >&2; exit 1; }
 lab() { netlab/lab.sh "$@"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
+# parse_args ARGS...: --runs N; and, where the script names one in REFERENCE_FLAG (e.g.
+# --kernel-only), that flag, which sets REFERENCE_ONLY=1 (measure the reference alone).
+# RUNS, and DURATION where the script has one, must be positive whole numbers.
+REFERENCE_FLAG=''
+REFERENCE_ONLY=0
 parse_args() {
   while (($#)); do
     case $1 in
       --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage; RUNS=$2; shift 2 ;;
-      *) usage ;;
+      *) [[ -n $REFERENCE_FLAG && $1 == "$REFERENCE_FLAG" ]] || usage; REFERENCE_ONLY=1; shift ;;
     esac
   done
+  [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, got '$RUNS'"
+  [[ -z ${DURATION:-} || $DURATION =~ ^[1-9][0-9]*$ ]] ||
+    die "DURATION must be whole seconds, got '$DURATION'"
 }
 
 declare -A SOCK=()      # host index -> its daemon's socket, looked up once
