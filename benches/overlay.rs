@@ -73,7 +73,14 @@ fn table() -> RouteTable {
         mtu: 1450,
     };
     let mut networks = BTreeMap::new();
-    networks.insert("n".into(), NetworkRoutes { info, endpoints });
+    networks.insert(
+        "n".into(),
+        NetworkRoutes {
+            info,
+            endpoints,
+            services: Default::default(),
+        },
+    );
     RouteTable {
         nodes,
         networks,

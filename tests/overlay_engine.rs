@@ -62,6 +62,7 @@ fn table() -> RouteTable {
                 mtu: 1450,
             },
             endpoints,
+            services: Default::default(),
         },
     );
     table

@@ -59,6 +59,7 @@ pub fn route_table_for(state: &ClusterState, node_id: &str) -> RouteTable {
                 let routes = NetworkRoutes {
                     info: network_info(n),
                     endpoints: BTreeMap::new(),
+                    services: BTreeMap::new(),
                 };
                 (n.id.clone(), routes)
             })

@@ -34,6 +34,12 @@ pub struct RouteTable {
     /// backends; `None` while nothing is published through the mesh.
     #[serde(default)]
     pub ingress: Option<IngressAddress>,
+    /// This node's own address on each other overlay it is on, by network ID: the source of the
+    /// VIP balancer's connections to backends there (docker's per-node `lb-<network>` endpoint).
+    /// The node's stack on such a network also holds the network's gateway (where DNS answers)
+    /// and the VIPs of the network's services.
+    #[serde(default)]
+    pub balancers: BTreeMap<String, Ipv4Addr>,
 }
 
 /// A transport protocol of a published port.
@@ -115,12 +121,12 @@ pub struct PublishedPort {
     pub backends: Vec<Backend>,
 }
 
-/// One task a published port can send a connection to.
+/// One task a published port or a VIP can send a connection to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backend {
     /// The task.
     pub task_id: String,
-    /// Its address on the ingress network.
+    /// Its address on the network the connection goes over (ingress for a published port).
     pub address: Ipv4Addr,
 }
 
@@ -140,6 +146,24 @@ pub struct NetworkRoutes {
     pub info: NetworkInfo,
     /// Its endpoints, by address.
     pub endpoints: BTreeMap<Ipv4Addr, Endpoint>,
+    /// The services attached to it, by service ID: what DNS answers and the VIPs balance.
+    /// Empty on the ingress network, which has no DNS and whose VIPs nothing dials.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceRoutes>,
+}
+
+/// A service as one overlay network sees it: its names and where they lead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRoutes {
+    /// The service's name (`<stack>_<service>` for a stack's).
+    pub name: String,
+    /// Its other names on this network (network aliases; a stack's short service name).
+    pub aliases: Vec<String>,
+    /// Its virtual IP on this network (endpoint mode `vip`); `None` with `dnsrr`.
+    pub vip: Option<Ipv4Addr>,
+    /// Its running tasks on up nodes, by task ID, at their addresses on this network: the VIP's
+    /// backends and the answer to `tasks.<name>`.
+    pub tasks: Vec<Backend>,
 }
 
 /// The fixed facts of an overlay network.
@@ -244,6 +268,22 @@ pub enum RouteChange {
         /// The new address, or `None`.
         address: Option<IngressAddress>,
     },
+    /// A service on a network appears, changes or goes.
+    Service {
+        /// The network.
+        network_id: String,
+        /// The service's ID.
+        service_id: String,
+        /// Its names and backends there, or `None` to remove it.
+        routes: Option<ServiceRoutes>,
+    },
+    /// This node's balancer address on a network appears, changes or goes.
+    Balancer {
+        /// The network.
+        network_id: String,
+        /// The address, or `None`.
+        address: Option<Ipv4Addr>,
+    },
 }
 
 impl RouteTable {
@@ -251,14 +291,13 @@ impl RouteTable {
     /// endpoints before removals of their networks.
     pub fn diff(&self, new: &RouteTable) -> Vec<RouteChange> {
         let mut changes = Vec::new();
-        for (id, addr) in &new.nodes {
-            if self.nodes.get(id) != Some(addr) {
-                changes.push(RouteChange::Node {
-                    id: id.clone(),
-                    addr: Some(*addr),
-                });
+        diff_maps(&self.nodes, &new.nodes, &mut changes, |id, addr| {
+            RouteChange::Node {
+                id: id.clone(),
+                addr: addr.copied(),
             }
-        }
+        });
+        let (no_endpoints, no_services) = (BTreeMap::new(), BTreeMap::new());
         for (id, routes) in &new.networks {
             let old = self.networks.get(id);
             if old.map(|o| &o.info) != Some(&routes.info) {
@@ -267,26 +306,28 @@ impl RouteTable {
                     info: Some(routes.info.clone()),
                 });
             }
-            let empty = BTreeMap::new();
-            let old_endpoints = old.map_or(&empty, |o| &o.endpoints);
-            for (address, endpoint) in &routes.endpoints {
-                if old_endpoints.get(address) != Some(endpoint) {
-                    changes.push(RouteChange::Endpoint {
-                        network_id: id.clone(),
-                        address: *address,
-                        endpoint: Some(endpoint.clone()),
-                    });
-                }
-            }
-            for address in old_endpoints.keys() {
-                if !routes.endpoints.contains_key(address) {
-                    changes.push(RouteChange::Endpoint {
-                        network_id: id.clone(),
-                        address: *address,
-                        endpoint: None,
-                    });
-                }
-            }
+            let old_endpoints = old.map_or(&no_endpoints, |o| &o.endpoints);
+            diff_maps(
+                old_endpoints,
+                &routes.endpoints,
+                &mut changes,
+                |address, endpoint| RouteChange::Endpoint {
+                    network_id: id.clone(),
+                    address: *address,
+                    endpoint: endpoint.cloned(),
+                },
+            );
+            let old_services = old.map_or(&no_services, |o| &o.services);
+            diff_maps(
+                old_services,
+                &routes.services,
+                &mut changes,
+                |service_id, routes| RouteChange::Service {
+                    network_id: id.clone(),
+                    service_id: service_id.clone(),
+                    routes: routes.cloned(),
+                },
+            );
         }
         for id in self.networks.keys() {
             if !new.networks.contains_key(id) {
@@ -296,49 +337,39 @@ impl RouteTable {
                 });
             }
         }
-        for id in self.nodes.keys() {
-            if !new.nodes.contains_key(id) {
-                changes.push(RouteChange::Node {
-                    id: id.clone(),
-                    addr: None,
-                });
-            }
-        }
-        for (key, port) in &new.published {
-            if self.published.get(key) != Some(port) {
-                changes.push(RouteChange::Published {
-                    key: *key,
-                    port: Some(port.clone()),
-                });
-            }
-        }
-        for key in self.published.keys() {
-            if !new.published.contains_key(key) {
-                changes.push(RouteChange::Published {
-                    key: *key,
-                    port: None,
-                });
-            }
-        }
+        diff_maps(
+            &self.published,
+            &new.published,
+            &mut changes,
+            |key, port| RouteChange::Published {
+                key: *key,
+                port: port.cloned(),
+            },
+        );
         if self.ingress != new.ingress {
             changes.push(RouteChange::Ingress {
                 address: new.ingress.clone(),
             });
         }
+        diff_maps(
+            &self.balancers,
+            &new.balancers,
+            &mut changes,
+            |network_id, address| RouteChange::Balancer {
+                network_id: network_id.clone(),
+                address: address.copied(),
+            },
+        );
         changes
     }
 
-    /// Applies changes made by [`RouteTable::diff`]. An endpoint of a network the table does not
-    /// hold is ignored (it cannot happen with a diff applied to the table it was made from).
+    /// Applies changes made by [`RouteTable::diff`]. An endpoint or service of a network the
+    /// table does not hold is ignored (it cannot happen with a diff applied to the table it was
+    /// made from).
     pub fn apply(&mut self, changes: &[RouteChange]) {
         for change in changes {
             match change {
-                RouteChange::Node { id, addr: Some(a) } => {
-                    self.nodes.insert(id.clone(), *a);
-                }
-                RouteChange::Node { id, addr: None } => {
-                    self.nodes.remove(id);
-                }
+                RouteChange::Node { id, addr } => set(&mut self.nodes, id, addr),
                 RouteChange::Network { id, info: Some(i) } => {
                     self.networks
                         .entry(id.clone())
@@ -346,6 +377,7 @@ impl RouteTable {
                         .or_insert_with(|| NetworkRoutes {
                             info: i.clone(),
                             endpoints: BTreeMap::new(),
+                            services: BTreeMap::new(),
                         });
                 }
                 RouteChange::Network { id, info: None } => {
@@ -356,24 +388,56 @@ impl RouteTable {
                     address,
                     endpoint,
                 } => {
-                    let Some(network) = self.networks.get_mut(network_id) else {
-                        continue;
-                    };
-                    match endpoint {
-                        Some(e) => network.endpoints.insert(*address, e.clone()),
-                        None => network.endpoints.remove(address),
-                    };
+                    if let Some(network) = self.networks.get_mut(network_id) {
+                        set(&mut network.endpoints, address, endpoint);
+                    }
                 }
-                RouteChange::Published { key, port } => {
-                    match port {
-                        Some(p) => self.published.insert(*key, p.clone()),
-                        None => self.published.remove(key),
-                    };
+                RouteChange::Service {
+                    network_id,
+                    service_id,
+                    routes,
+                } => {
+                    if let Some(network) = self.networks.get_mut(network_id) {
+                        set(&mut network.services, service_id, routes);
+                    }
                 }
+                RouteChange::Published { key, port } => set(&mut self.published, key, port),
                 RouteChange::Ingress { address } => self.ingress = address.clone(),
+                RouteChange::Balancer {
+                    network_id,
+                    address,
+                } => set(&mut self.balancers, network_id, address),
             }
         }
     }
+}
+
+/// Pushes to `changes` what turns map `old` into `new`: `change(key, Some(value))` for each
+/// entry new or different, then `change(key, None)` for each entry gone.
+fn diff_maps<K: Ord, V: PartialEq>(
+    old: &BTreeMap<K, V>,
+    new: &BTreeMap<K, V>,
+    changes: &mut Vec<RouteChange>,
+    change: impl Fn(&K, Option<&V>) -> RouteChange,
+) {
+    for (key, value) in new {
+        if old.get(key) != Some(value) {
+            changes.push(change(key, Some(value)));
+        }
+    }
+    for key in old.keys() {
+        if !new.contains_key(key) {
+            changes.push(change(key, None));
+        }
+    }
+}
+
+/// Sets `map[key]` to `value`, or removes the entry when `value` is `None`.
+fn set<K: Ord + Clone, V: Clone>(map: &mut BTreeMap<K, V>, key: &K, value: &Option<V>) {
+    match value {
+        Some(v) => map.insert(key.clone(), v.clone()),
+        None => map.remove(key),
+    };
 }
 
 #[cfg(test)]
@@ -431,6 +495,7 @@ mod tests {
                         NetworkRoutes {
                             info: network(id, *vni),
                             endpoints,
+                            services: BTreeMap::new(),
                         },
                     )
                 })

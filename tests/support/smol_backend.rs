@@ -70,6 +70,7 @@ pub fn table(ports: &[(PortKey, &[u8], bool)]) -> Arc<RouteTable> {
         NetworkRoutes {
             info,
             endpoints: BTreeMap::new(),
+            services: BTreeMap::new(),
         },
     );
     for (key, backends, proxy_protocol) in ports {

@@ -191,9 +191,14 @@ pub(crate) mod tests {
                     (address, endpoint)
                 })
                 .collect();
-            table
-                .networks
-                .insert(id.into(), NetworkRoutes { info, endpoints });
+            table.networks.insert(
+                id.into(),
+                NetworkRoutes {
+                    info,
+                    endpoints,
+                    services: Default::default(),
+                },
+            );
         }
         table
     }
