@@ -1,6 +1,6 @@
 //! Request bodies and query strings, with docker-style 400s when they are malformed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -97,6 +97,21 @@ impl Filters {
             .get(key)
             .is_none_or(|values| values.is_empty() || values.iter().any(|v| test(v)))
     }
+
+    /// True when `labels` has every label the `label` filter names: `KEY` asks for the key,
+    /// `KEY=VALUE` for the key with that value. Unlike other keys, its values must all hold,
+    /// as in docker (`docker stack ps` narrows by `com.docker.stack.namespace=NAME`).
+    pub fn accepts_labels(&self, labels: Option<&HashMap<String, String>>) -> bool {
+        self.0.get("label").into_iter().flatten().all(|wanted| {
+            let (key, value) = match wanted.split_once('=') {
+                Some((key, value)) => (key, Some(value)),
+                None => (wanted.as_str(), None),
+            };
+            labels
+                .and_then(|labels| labels.get(key))
+                .is_some_and(|have| value.is_none_or(|v| v == have))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -121,5 +136,32 @@ mod tests {
         assert!(Filters::parse(Some(r#"{"colour":["red"]}"#), &["role"]).is_err());
         assert!(Filters::parse(Some("{"), &["role"]).is_err());
         assert!(Filters::parse(Some("[1]"), &["role"]).is_err());
+    }
+
+    #[test]
+    fn every_label_asked_for_must_be_there() {
+        let labels = HashMap::from([
+            ("com.docker.stack.namespace".to_string(), "demo".to_string()),
+            ("tier".to_string(), "web".to_string()),
+        ]);
+        let filter = |raw: &str| Filters::parse(Some(raw), &["label"]).unwrap();
+        let accepts = |raw: &str| filter(raw).accepts_labels(Some(&labels));
+        assert!(accepts(
+            r#"{"label":{"com.docker.stack.namespace=demo":true}}"#
+        ));
+        assert!(accepts(r#"{"label":{"com.docker.stack.namespace":true}}"#));
+        assert!(accepts(
+            r#"{"label":{"tier=web":true,"com.docker.stack.namespace":true}}"#
+        ));
+        assert!(!accepts(r#"{"label":{"tier=web":true,"tier=db":true}}"#));
+        assert!(!accepts(
+            r#"{"label":{"com.docker.stack.namespace=other":true}}"#
+        ));
+        assert!(!accepts(r#"{"label":{"tier=":true}}"#));
+        assert!(
+            filter("{}").accepts_labels(None),
+            "no label filter, no labels needed"
+        );
+        assert!(!filter(r#"{"label":["tier"]}"#).accepts_labels(None));
     }
 }

@@ -9,6 +9,7 @@ mod logs;
 mod lookup;
 mod networks;
 mod nodes;
+mod secrets;
 mod services;
 mod swarm;
 mod system;
@@ -28,6 +29,7 @@ pub use error::{ApiError, ApiResult};
 
 use crate::daemon::Daemon;
 use crate::manager::Manager;
+use secrets::{Configs, Secrets};
 
 /// The API version shoal speaks: the one the reference wire trace was recorded at.
 pub const API_VERSION: &str = "1.41";
@@ -64,6 +66,20 @@ fn routes(daemon: Arc<Daemon>) -> Router {
             get(networks::inspect).delete(networks::remove),
         )
         .route("/tasks", get(tasks::list))
+        .route("/secrets", get(secrets::list::<Secrets>))
+        .route("/secrets/create", post(secrets::create::<Secrets>))
+        .route(
+            "/secrets/{id}",
+            get(secrets::missing::<Secrets>).delete(secrets::missing::<Secrets>),
+        )
+        .route("/secrets/{id}/update", post(secrets::missing::<Secrets>))
+        .route("/configs", get(secrets::list::<Configs>))
+        .route("/configs/create", post(secrets::create::<Configs>))
+        .route(
+            "/configs/{id}",
+            get(secrets::missing::<Configs>).delete(secrets::missing::<Configs>),
+        )
+        .route("/configs/{id}/update", post(secrets::missing::<Configs>))
         .route("/tasks/{id}", get(tasks::inspect))
         .fallback(page_not_found)
         .method_not_allowed_fallback(page_not_found)

@@ -380,17 +380,13 @@ pub async fn list(
 
 /// Whether `network` passes `filters`, as docker matches them.
 fn matches(network: &Network, filters: &Filters) -> bool {
-    let labels = network.spec.labels.clone().unwrap_or_default();
     filters.accepts("id", |id| network.id.contains(id))
         && filters.accepts("name", |n| network.name().contains(n))
         && filters.accepts("driver", |d| d == OVERLAY)
         && filters.accepts("scope", |s| s == "swarm")
         // Every swarm network is a user's (`custom`); the built-in ones are local.
         && filters.accepts("type", |t| t == "custom")
-        && filters.accepts("label", |l| match l.split_once('=') {
-            Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-            None => labels.contains_key(l),
-        })
+        && filters.accepts_labels(network.spec.labels.as_ref())
 }
 
 /// `GET /networks/{id}`: the network, with what this node's data plane knows of it: its

@@ -238,7 +238,6 @@ pub async fn list(
 
 fn matches(service: &Service, filters: &Filters) -> bool {
     let name = service.spec.name.as_deref().unwrap_or_default();
-    let labels = service.spec.labels.clone().unwrap_or_default();
     let mode = if service
         .spec
         .mode
@@ -252,10 +251,7 @@ fn matches(service: &Service, filters: &Filters) -> bool {
     filters.accepts("id", |id| service.id.starts_with(id))
         && filters.accepts("name", |n| name.starts_with(n))
         && filters.accepts("mode", |m| m == mode)
-        && filters.accepts("label", |l| match l.split_once('=') {
-            Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-            None => labels.contains_key(l),
-        })
+        && filters.accepts_labels(service.spec.labels.as_ref())
 }
 
 /// Finds a service by ID, name, or unique ID prefix.

@@ -81,6 +81,9 @@ fn matches(state: &ClusterState, task: &Task, filters: &Filters) -> bool {
         && filters.accepts("_up-to-date", |_| {
             service.is_none_or(|s| task.generation == s.generation)
         })
+        // A task carries its service's labels (swarmkit's `ServiceAnnotations`): `docker stack
+        // ps` finds a stack's tasks by them.
+        && filters.accepts_labels(service.and_then(|s| s.spec.labels.as_ref()))
 }
 
 /// Docker's task name: `<service>.<slot>` or, for a global service, `<service>.<node ID>`.
