@@ -199,6 +199,12 @@ impl NetworkInfo {
     pub fn stack_tap_name(&self) -> String {
         format!("shs{}", self.vni)
     }
+
+    /// Name of the TAP device of the node's VIP balancer on the network (its balancer address,
+    /// the gateway where DNS answers, the services' VIPs), another port of the bridge.
+    pub fn balancer_tap_name(&self) -> String {
+        format!("shv{}", self.vni)
+    }
 }
 
 /// A task's address on an overlay.
@@ -593,6 +599,6 @@ mod tests {
     fn device_names_fit_linux_limits() {
         let info = network("n", 0xFF_FFFF);
         assert!(info.bridge_name().len() <= 15 && info.tap_name().len() <= 15);
-        assert!(info.stack_tap_name().len() <= 15);
+        assert!(info.stack_tap_name().len() <= 15 && info.balancer_tap_name().len() <= 15);
     }
 }

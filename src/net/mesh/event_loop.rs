@@ -12,7 +12,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use smoltcp::socket::{tcp, udp};
 
-use super::maglev::Maglev;
+use super::maglev::{Maglev, maglev_for, pick};
 use super::slab::Slab;
 use super::tcp::Connection;
 use super::udp::Flow;
@@ -64,9 +64,7 @@ impl Published {
     /// The backend for a flow from `client`, and on the `attempt`-th try (0 first) the ones
     /// after it in turn; `None` when there is none.
     pub fn backend(&self, client: SocketAddr, attempt: usize) -> Option<SocketAddrV4> {
-        let backends = &self.route.backends;
-        let first = self.maglev.lookup(super::maglev::flow_hash(client))?;
-        let backend = &backends[(first + attempt) % backends.len()];
+        let backend = pick(&self.maglev, &self.route.backends, client, attempt)?;
         Some(SocketAddrV4::new(backend.address, self.route.target_port))
     }
 }
@@ -237,7 +235,7 @@ impl Looper {
         for (key, route) in &table.published {
             match self.published.get_mut(key) {
                 Some(published) if published.route.backends != route.backends => {
-                    published.maglev = maglev_for(route);
+                    published.maglev = maglev_for(&route.backends);
                     published.route = route.clone();
                     self.forget_flows_to_gone_backends(*key);
                 }
@@ -307,7 +305,7 @@ impl Looper {
         let index = self.listeners.insert(key);
         let mut published = Published {
             route: route.clone(),
-            maglev: maglev_for(route),
+            maglev: maglev_for(&route.backends),
             listener,
         };
         let token = Token(LISTENER_BASE + index);
@@ -353,12 +351,6 @@ impl Looper {
             Protocol::Udp => self.receive_datagrams(key),
         }
     }
-}
-
-/// The Maglev table of a published port's backends, named by their tasks.
-fn maglev_for(route: &PublishedPort) -> Maglev {
-    let names: Vec<&str> = route.backends.iter().map(|b| b.task_id.as_str()).collect();
-    Maglev::new(&names, Maglev::DEFAULT_SIZE)
 }
 
 /// A non-blocking UDP socket on `underlay`, any port, for VXLAN to other nodes.

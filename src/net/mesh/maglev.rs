@@ -11,6 +11,8 @@
 
 use std::net::SocketAddr;
 
+use crate::net::routes::Backend;
+
 /// Maglev consistent hashing (Eisenbud et al., NSDI 2016) over a set of named backends.
 #[derive(Clone, Debug)]
 pub struct Maglev {
@@ -87,6 +89,25 @@ impl Maglev {
         let slot = ((u128::from(hash) * self.table.len() as u128) >> 64) as usize;
         Some(self.table[slot] as usize)
     }
+}
+
+/// The Maglev table of `backends`, named by their tasks (so every node builds the same one).
+pub fn maglev_for(backends: &[Backend]) -> Maglev {
+    let names: Vec<&str> = backends.iter().map(|b| b.task_id.as_str()).collect();
+    Maglev::new(&names, Maglev::DEFAULT_SIZE)
+}
+
+/// The backend of `backends` (those `maglev` was built for) for a flow from `client`, and on the
+/// `attempt`-th try (0 first) the ones after it in turn, so that a retry skips a backend that
+/// failed; `None` when there is none.
+pub fn pick<'a>(
+    maglev: &Maglev,
+    backends: &'a [Backend],
+    client: SocketAddr,
+    attempt: usize,
+) -> Option<&'a Backend> {
+    let first = maglev.lookup(flow_hash(client))?;
+    backends.get((first + attempt) % backends.len())
 }
 
 /// A well-mixed 64-bit hash of a client's address and port (deterministic, no allocation).

@@ -16,7 +16,7 @@ pub mod host;
 pub mod maglev;
 pub mod proxy_protocol;
 mod slab;
-mod tcp;
+pub(crate) mod tcp;
 mod udp;
 
 use std::io;
@@ -27,7 +27,6 @@ use std::thread::JoinHandle;
 
 use serde::Serialize;
 
-use crate::net::overlay::tap::open_stack_tap;
 use crate::net::routes::{IngressAddress, NetworkInfo, RouteTable};
 use crate::net::stack::{DeviceDrops, FrameFd, Stack};
 
@@ -73,10 +72,7 @@ pub struct TapDeviceOpener;
 
 impl DeviceOpener for TapDeviceOpener {
     fn open(&self, network: &NetworkInfo) -> io::Result<FrameFd> {
-        Ok(FrameFd {
-            fd: open_stack_tap(&network.stack_tap_name(), network.mtu)?,
-            vnet_header: true,
-        })
+        FrameFd::open_tap(&network.stack_tap_name(), network.mtu)
     }
 }
 

@@ -24,9 +24,9 @@ const RECEIVE_BUFFER: usize = 1 << 20;
 const SEND_BUFFER: usize = 256 << 10;
 /// Closed sockets kept for new connections and flows (their buffers are the costly part to
 /// make); more are freed.
-pub const POOL_LIMIT: usize = 128;
+pub(crate) const POOL_LIMIT: usize = 128;
 /// How long a backend may take to answer a connection attempt before the next one is tried.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the backend's data waits for an ACK to ride on once the connection has shown it
 /// goes back and forth (smoltcp's default; Linux waits 40 ms and more).
 const ACK_DELAY: Duration = Duration::from_millis(10);
@@ -271,20 +271,12 @@ impl Looper {
         };
         Counters::add(&self.counters.connect_retries, 1);
         connection.attempts += 1;
-        // A new local port: the old one's attempt may still be known to the old backend.
-        let Some(port) = stack.tcp_ports.take() else {
-            Counters::add(&self.counters.connect_failures, 1);
-            return self.close(index);
-        };
-        stack.tcp_ports.release(connection.local_port);
-        connection.local_port = port;
-        let socket = stack.sockets.get_mut::<tcp::Socket>(connection.socket);
-        socket.abort();
-        socket.set_timeout(Some(CONNECT_TIMEOUT));
-        if socket
-            .connect(stack.iface.context(), backend, port)
-            .is_err()
-        {
+        if !reconnect(
+            stack,
+            connection.socket,
+            &mut connection.local_port,
+            backend,
+        ) {
             Counters::add(&self.counters.connect_failures, 1);
             self.close(index);
         }
@@ -307,9 +299,29 @@ impl Looper {
     }
 }
 
+/// Points the stack's connecting `socket` at `backend` instead, from a new local port (the old
+/// one's attempt may still be known to the old backend), which replaces `local_port`; false if
+/// no local port is free or the connection cannot start.
+pub(crate) fn reconnect(
+    stack: &mut Stack,
+    socket: SocketHandle,
+    local_port: &mut u16,
+    backend: SocketAddrV4,
+) -> bool {
+    let Some(port) = stack.tcp_ports.take() else {
+        return false;
+    };
+    stack.tcp_ports.release(*local_port);
+    *local_port = port;
+    let socket = stack.sockets.get_mut::<tcp::Socket>(socket);
+    socket.abort();
+    socket.set_timeout(Some(CONNECT_TIMEOUT));
+    socket.connect(stack.iface.context(), backend, port).is_ok()
+}
+
 /// A socket of the stack connecting to `backend` from a fresh local port; `None` if no local
 /// port is free.
-fn connect(
+pub(crate) fn connect(
     stack: &mut Stack,
     pool: &mut Vec<tcp::Socket<'static>>,
     backend: SocketAddrV4,
@@ -332,7 +344,7 @@ fn connect(
 /// A socket tuned for proxying: no Nagle (the client already chose its segment sizes), CUBIC
 /// congestion control, timestamps; ACKs at once until the connection shows it is interactive
 /// (a backend that writes a response in two pieces under Nagle waits for that ACK).
-fn new_socket() -> tcp::Socket<'static> {
+pub(crate) fn new_socket() -> tcp::Socket<'static> {
     let mut socket = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; RECEIVE_BUFFER]),
         tcp::SocketBuffer::new(vec![0; SEND_BUFFER]),

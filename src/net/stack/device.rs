@@ -2,6 +2,8 @@
 //! one write sends one (a plain TAP in production, one end of a `SOCK_SEQPACKET` pair in tests).
 //! With a [`DirectPath`], a frame for an endpoint on another node skips the descriptor, the
 //! bridge and the overlay engine: the stack sends it to that node's data port as VXLAN itself.
+//! With [`Claims`], only frames for the claimed addresses get in, and frames leave from the MAC of
+//! the address they come from.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -12,7 +14,9 @@ use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use socket2::SockAddr;
 
+use super::claims::{self, Claims};
 use crate::net::overlay::fdb::{Destination, Fdb};
+use crate::net::overlay::tap::open_stack_tap;
 use crate::net::overlay::wire::VNET_HEADER_LEN;
 
 /// The largest frame the kernel hands a TAP with TSO on: a 64 KiB IP packet and its Ethernet
@@ -29,6 +33,17 @@ pub struct FrameFd {
     /// be TCP super-frames (one read for up to 64 KiB; checksums left for the receiver to
     /// trust, as the kernel made or checked them).
     pub vnet_header: bool,
+}
+
+impl FrameFd {
+    /// Opens the TAP `name` (which the plumbing makes a port of a network's bridge) with
+    /// offloads, for IP packets of `mtu` bytes; needs `CAP_NET_ADMIN`.
+    pub fn open_tap(name: &str, mtu: u16) -> io::Result<FrameFd> {
+        Ok(FrameFd {
+            fd: open_stack_tap(name, mtu)?,
+            vnet_header: true,
+        })
+    }
 }
 
 /// Frames a device could not pass on.
@@ -61,6 +76,9 @@ pub struct FrameDevice {
     tx: Box<[u8]>,
     drops: Arc<DeviceDrops>,
     direct: Option<DirectPath>,
+    claims: Option<Claims>,
+    /// Where a frame read by [`FrameDevice::fetch`] lies in `rx`, until smoltcp takes it.
+    fetched: Option<std::ops::Range<usize>>,
 }
 
 impl FrameDevice {
@@ -82,6 +100,35 @@ impl FrameDevice {
             tx: vec![0; mtu].into_boxed_slice(),
             drops: Arc::default(),
             direct: None,
+            claims: None,
+            fetched: None,
+        }
+    }
+
+    /// Lets in only frames for `claims` from now on, and sends frames from the MAC of their
+    /// source address (see [`Claims`]); with `None`, every frame goes in and out as it is.
+    pub fn set_claims(&mut self, claims: Option<Claims>) {
+        self.claims = claims;
+    }
+
+    /// Reads the next frame the stack is to take and keeps it for smoltcp's next receive, so the
+    /// caller can look at it first; `None` when there is none.
+    pub fn fetch(&mut self) -> Option<&[u8]> {
+        if self.fetched.is_none() {
+            self.fetched = self.read_admitted();
+        }
+        let frame = self.fetched.clone()?;
+        Some(&self.rx[frame])
+    }
+
+    /// Reads frames until one the claims admit (any frame, without claims).
+    fn read_admitted(&mut self) -> Option<std::ops::Range<usize>> {
+        loop {
+            let frame = self.read_frame()?;
+            match &self.claims {
+                Some(claims) if !claims.admit(&mut self.rx[frame.clone()]) => {}
+                _ => return Some(frame),
+            }
         }
     }
 
@@ -135,7 +182,10 @@ impl phy::Device for FrameDevice {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        let frame = self.read_frame()?;
+        let frame = match self.fetched.take() {
+            Some(frame) => frame,
+            None => self.read_admitted()?,
+        };
         let rx = RxToken {
             frame: &self.rx[frame],
         };
@@ -145,6 +195,7 @@ impl phy::Device for FrameDevice {
             drops: &self.drops,
             direct: self.direct.as_ref(),
             vnet_header: self.vnet_header,
+            disguise: self.claims.is_some(),
         };
         Some((rx, tx))
     }
@@ -156,6 +207,7 @@ impl phy::Device for FrameDevice {
             drops: &self.drops,
             direct: self.direct.as_ref(),
             vnet_header: self.vnet_header,
+            disguise: self.claims.is_some(),
         })
     }
 
@@ -195,6 +247,8 @@ pub struct TxToken<'a> {
     drops: &'a DeviceDrops,
     direct: Option<&'a DirectPath>,
     vnet_header: bool,
+    /// Whether the frame leaves from the MAC of its source address ([`claims::disguise`]).
+    disguise: bool,
 }
 
 /// Sends `frame` to its node as VXLAN if it is unicast to an endpoint on another node; whether
@@ -225,6 +279,9 @@ impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let frame = &mut self.buffer[..len];
         let result = f(frame);
+        if self.disguise {
+            claims::disguise(frame);
+        }
         if send_direct(self.direct, self.drops, frame) {
             return result;
         }

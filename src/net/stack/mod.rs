@@ -1,8 +1,10 @@
 //! The daemon's own presence on an overlay: a smoltcp interface holding one address on the
 //! network, whose frames go through a device on the network's bridge (a TAP beside the overlay
 //! engine's), so they reach tasks on this node through the bridge and tasks elsewhere through
-//! the engine. The routing mesh opens its connections to backends from here.
+//! the engine. The routing mesh opens its connections to backends from here; the VIP balancer
+//! also takes traffic for other addresses here ([`Stack::claim`]).
 
+mod claims;
 mod device;
 mod ports;
 
@@ -13,6 +15,7 @@ use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, Soc
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
 
+pub use claims::Claims;
 pub use device::{DeviceDrops, DirectPath, FrameDevice, FrameFd};
 pub use ports::LocalPorts;
 
@@ -84,18 +87,36 @@ impl Stack {
     /// Takes in every frame waiting on the device; whether any socket's state may have changed.
     /// (Call it when the device said it is readable: it reads until the device is empty.)
     pub fn ingress(&mut self) -> bool {
-        let now = self.now();
         let mut changed = false;
-        loop {
-            match self
-                .iface
-                .poll_ingress_single(now, &mut self.device, &mut self.sockets)
-            {
-                PollIngressSingleResult::None => return changed,
-                PollIngressSingleResult::PacketProcessed => {}
-                PollIngressSingleResult::SocketStateChanged => changed = true,
-            }
+        while let Some(frame_changed) = self.ingress_one() {
+            changed |= frame_changed;
         }
+        changed
+    }
+
+    /// Takes in one frame (the one [`FrameDevice::fetch`] kept, if any): `None` when there was
+    /// none, else whether any socket's state may have changed.
+    pub fn ingress_one(&mut self) -> Option<bool> {
+        let now = self.now();
+        match self
+            .iface
+            .poll_ingress_single(now, &mut self.device, &mut self.sockets)
+        {
+            PollIngressSingleResult::None => None,
+            PollIngressSingleResult::PacketProcessed => Some(false),
+            PollIngressSingleResult::SocketStateChanged => Some(true),
+        }
+    }
+
+    /// Takes traffic for `others` too, besides the stack's own address: smoltcp's AnyIP accepts
+    /// packets to any address (in 0.14 it no longer asks for a route to them) and answers ARP
+    /// for any, so the device lets in only what is for these (see [`Claims`]). Called again,
+    /// replaces the set.
+    pub fn claim(&mut self, others: impl IntoIterator<Item = Ipv4Addr>) {
+        self.iface.set_any_ip(true);
+        let own = self.address;
+        let claims = Claims::new(mac_for(own), others.into_iter().chain([own]));
+        self.device.set_claims(Some(claims));
     }
 
     /// Sends what the sockets have queued, without reading the device; whether any socket's
