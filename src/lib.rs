@@ -7,6 +7,7 @@ pub mod agent;
 pub mod api;
 pub mod background;
 pub mod cli;
+pub mod compose;
 pub mod daemon;
 pub mod exec;
 pub mod fsutil;

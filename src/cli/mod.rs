@@ -6,13 +6,13 @@
 //! `duration` the Go durations docker's flags take.
 
 mod connect;
-mod duration;
+pub(crate) mod duration;
 mod inspect;
 mod network;
 mod node;
 mod node_pretty;
 mod node_update;
-mod service;
+pub(crate) mod service;
 mod swarm;
 mod swarm_join;
 mod swarm_update;

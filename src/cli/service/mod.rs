@@ -8,12 +8,12 @@ mod image;
 mod inspect;
 mod logs;
 mod ls;
-mod parse;
+pub(crate) mod parse;
 mod pretty;
 mod progress;
 mod ps;
 mod screen;
-mod spec;
+pub(crate) mod spec;
 mod update;
 
 use std::collections::HashMap;
