@@ -212,6 +212,7 @@ async fn create(host: &Host, settings: InitSettings) -> Result<Arc<SwarmNode>, S
                 reachable: true,
             }),
             ingress: None,
+            balancers: Vec::new(),
         };
         // The routing mesh's network comes with the swarm, as in docker.
         let ingress = ipam::ingress_network(pki::new_id(), &cluster)

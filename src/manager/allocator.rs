@@ -25,6 +25,7 @@ pub fn allocate(state: &ClusterState, at: &str) -> Vec<Change> {
     };
     let mut held: BTreeMap<&str, BTreeSet<Ipv4Addr>> = BTreeMap::new();
     let mut changes = node_ingress_addresses(state, &mut held);
+    changes.extend(node_balancer_addresses(state, &mut held));
     for task in state.tasks.values() {
         if task.desired_state != TaskState::RUNNING {
             if !task.is_terminal() && rank(task.state()) < rank(TaskState::ASSIGNED) {
@@ -91,6 +92,78 @@ fn node_ingress_addresses<'a>(
                     .expect("a subnet's prefix length is valid"),
             },
         });
+    }
+    changes
+}
+
+/// A balancer address for every node on every overlay other than ingress where one of its
+/// tasks that has not ended is attached, counting those in `held`; and the address back from
+/// every node on a network where it has no such task any more (so a /24 does not run out of
+/// addresses kept by nodes that left it, as docker's did).
+fn node_balancer_addresses<'a>(
+    state: &'a ClusterState,
+    held: &mut BTreeMap<&'a str, BTreeSet<Ipv4Addr>>,
+) -> Vec<Change> {
+    let wanted: BTreeSet<(&str, &str)> = state
+        .tasks
+        .values()
+        .filter(|t| !t.is_terminal())
+        .filter_map(|t| Some((t.node_id.as_deref()?, t)))
+        .flat_map(|(node, t)| {
+            t.networks
+                .iter()
+                .map(move |n| (node, n.network_id.as_str()))
+        })
+        .filter(|(_, network)| {
+            state
+                .networks
+                .get(*network)
+                .is_some_and(|n| !n.is_ingress())
+        })
+        .collect();
+    let mut changes = Vec::new();
+    for node in state.nodes.values() {
+        for gone in node
+            .balancers
+            .iter()
+            .filter(|a| !wanted.contains(&(&node.id, &a.network_id)))
+        {
+            changes.push(Change::NodeBalancer {
+                node_id: node.id.clone(),
+                network_id: gone.network_id.clone(),
+                address: None,
+            });
+        }
+    }
+    for (node_id, network_id) in wanted {
+        let has_one = state
+            .nodes
+            .get(node_id)
+            .is_some_and(|n| n.balancers.iter().any(|a| a.network_id == network_id));
+        if has_one || !state.nodes.contains_key(node_id) {
+            continue;
+        }
+        let network = &state.networks[network_id];
+        let taken = held
+            .entry(network.id.as_str())
+            .or_insert_with(|| state.addresses_held(&network.id, None));
+        match free_address(network, taken) {
+            Ok(ip) => {
+                taken.insert(ip);
+                changes.push(Change::NodeBalancer {
+                    node_id: node_id.to_string(),
+                    network_id: network_id.to_string(),
+                    address: Some(
+                        Ipv4Network::new(ip, network.subnet.prefix())
+                            .expect("a subnet's prefix length is valid"),
+                    ),
+                });
+            }
+            // Every round would say it again: at debug level only.
+            Err(e) => {
+                tracing::debug!(node = %node_id, network = %network_id, "no balancer address: {e}")
+            }
+        }
     }
     changes
 }
@@ -401,5 +474,82 @@ mod tests {
         assert_eq!(node_ingress(&s, "b").as_deref(), Some("10.0.0.4/24"));
         step(&mut s);
         assert_eq!(node_ingress(&s, "a").as_deref(), Some("10.0.0.6/24"));
+    }
+
+    fn balancers(state: &ClusterState, node: &str) -> Vec<String> {
+        state.nodes[node]
+            .balancers
+            .iter()
+            .map(|a| format!("{} {}", a.network_id, a.address))
+            .collect()
+    }
+
+    #[test]
+    fn a_node_gets_a_balancer_address_where_its_tasks_are_and_gives_it_back_after() {
+        let mut s = state(
+            vec![network("n1", "10.0.1.0/24")],
+            vec![task("t1", &["n1"])],
+        );
+        for id in ["a", "b"] {
+            s.insert(crate::store::state::test_node(id));
+        }
+        step(&mut s);
+        assert_eq!(address(&s, "t1"), ["10.0.1.2/24"]);
+        assert!(balancers(&s, "a").is_empty(), "no node runs the task yet");
+        s.tasks.get_mut("t1").unwrap().node_id = Some("a".into());
+        step(&mut s);
+        assert_eq!(balancers(&s, "a"), ["n1 10.0.1.3/24"]);
+        assert!(balancers(&s, "b").is_empty());
+        assert!(allocate(&s, "again").is_empty(), "a node keeps its address");
+        // A Put of the node (a `node update`) keeps it.
+        let node = s.nodes["a"].clone();
+        let put = Change::Put {
+            object: Object::Node(crate::store::Node {
+                balancers: Vec::new(),
+                ..node
+            }),
+            precondition: crate::store::Precondition::None,
+        };
+        apply(&mut s, vec![put]);
+        assert_eq!(balancers(&s, "a"), ["n1 10.0.1.3/24"]);
+        // The task ends: the address goes back, and is free for the next one.
+        s.tasks.get_mut("t1").unwrap().status.state = Some(TaskState::FAILED);
+        step(&mut s);
+        assert!(balancers(&s, "a").is_empty());
+        assert!(
+            !s.addresses_held("n1", None)
+                .contains(&"10.0.1.3".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_store_skips_a_balancer_address_taken_meanwhile_and_none_is_given_on_ingress() {
+        let mut s = state(vec![network("n1", "10.0.1.0/24")], Vec::new());
+        s.insert(crate::store::state::test_node("a"));
+        let give = |address: &str, network: &str| Change::NodeBalancer {
+            node_id: "a".into(),
+            network_id: network.into(),
+            address: Some(address.parse().unwrap()),
+        };
+        let mut held = task("t2", &[]);
+        held.status.state = Some(TaskState::PENDING);
+        held.networks = vec![TaskNetwork {
+            network_id: "n1".into(),
+            address: "10.0.1.2/24".parse().unwrap(),
+            aliases: Vec::new(),
+        }];
+        s.insert(Object::Task(held));
+        apply(&mut s, vec![give("10.0.1.2/24", "n1")]);
+        assert!(balancers(&s, "a").is_empty(), "held by a task");
+        apply(
+            &mut s,
+            vec![give("10.0.1.9/24", "n1"), give("10.0.1.10/24", "n1")],
+        );
+        assert_eq!(balancers(&s, "a"), ["n1 10.0.1.9/24"], "one per network");
+        let mut ingress = network("ing", "10.0.0.0/24");
+        ingress.spec.ingress = Some(true);
+        s.insert(Object::Network(ingress));
+        apply(&mut s, vec![give("10.0.0.9/24", "ing")]);
+        assert_eq!(balancers(&s, "a").len(), 1, "none on ingress");
     }
 }

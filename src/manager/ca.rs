@@ -59,6 +59,7 @@ pub async fn join(manager: &Manager, request: JoinRequest) -> Result<Joined, Fai
         },
         manager: None,
         ingress: None,
+        balancers: Vec::new(),
     };
     manager
         .propose(Proposal::create(Object::Node(node)))

@@ -295,6 +295,7 @@ mod tests {
             },
             manager: None,
             ingress: None,
+            balancers: Vec::new(),
         };
         let service = Service {
             id: "svc".into(),

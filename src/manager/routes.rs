@@ -17,7 +17,7 @@ use bollard::models::{EndpointPortConfig, EndpointPortConfigProtocolEnum, NodeSt
 
 use crate::net::routes::{
     Backend, Endpoint, IngressAddress, NetworkInfo, NetworkRoutes, PortKey, Protocol,
-    PublishedPort, RouteTable,
+    PublishedPort, RouteTable, ServiceRoutes,
 };
 use crate::store::state::{is_ingress_port, port_protocol, rank};
 use crate::store::{ClusterState, Network, Node, Service, Task};
@@ -86,7 +86,100 @@ pub fn route_table_for(state: &ClusterState, node_id: &str) -> RouteTable {
     if let Some(ingress) = mesh {
         add_mesh(state, node_id, ingress, &mut table);
     }
+    add_services(state, node_id, &mut table);
     table
+}
+
+/// Adds to each network of the table but ingress what the node's balancer there needs: every
+/// up node's balancer address as an endpoint, this node's own, and the network's services with
+/// their names, VIPs and running tasks (what DNS answers).
+fn add_services(state: &ClusterState, node_id: &str, table: &mut RouteTable) {
+    for (network_id, routes) in &mut table.networks {
+        if state
+            .networks
+            .get(network_id)
+            .is_none_or(Network::is_ingress)
+        {
+            continue;
+        }
+        for node in state.nodes.values() {
+            let Some(addr) = underlay_addr(node) else {
+                continue;
+            };
+            for own in node
+                .balancers
+                .iter()
+                .filter(|a| &a.network_id == network_id)
+            {
+                let address = own.address.ip();
+                routes
+                    .endpoints
+                    .insert(address, Endpoint::new(address, &node.id, "", ""));
+                table.nodes.insert(node.id.clone(), addr);
+                if node.id == node_id {
+                    table.balancers.insert(network_id.clone(), address);
+                }
+            }
+        }
+        routes.services = services_on(state, network_id);
+    }
+}
+
+/// The services attached to the network `network_id`, by ID: their names and aliases there,
+/// their VIP there, and their running tasks at their addresses there.
+fn services_on(state: &ClusterState, network_id: &str) -> BTreeMap<String, ServiceRoutes> {
+    let mut tasks = running_tasks_on(state, network_id);
+    let mut services = BTreeMap::new();
+    for service in state.services.values() {
+        let attachments = service
+            .spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.networks.as_ref());
+        let Some(attachment) = attachments.into_iter().flatten().find(|a| {
+            let target = a.target.as_deref().unwrap_or_default();
+            state.network(target).is_some_and(|n| n.id == network_id)
+        }) else {
+            continue;
+        };
+        let vip = service
+            .endpoint
+            .virtual_ips
+            .iter()
+            .find(|v| v.network_id == network_id)
+            .map(|v| v.address.ip());
+        let routes = ServiceRoutes {
+            name: service.spec.name.clone().unwrap_or_default(),
+            aliases: attachment.aliases.clone().unwrap_or_default(),
+            vip,
+            tasks: tasks.remove(service.id.as_str()).unwrap_or_default(),
+        };
+        services.insert(service.id.clone(), routes);
+    }
+    services
+}
+
+/// The tasks that can take connections on the network `network_id`, by service, each service's
+/// by task ID (a stable order for Maglev), at their addresses there.
+fn running_tasks_on<'a>(
+    state: &'a ClusterState,
+    network_id: &str,
+) -> BTreeMap<&'a str, Vec<Backend>> {
+    let mut backends: BTreeMap<&str, Vec<Backend>> = BTreeMap::new();
+    // Tasks are kept by ID, so each service's backends come out in that order.
+    for task in state.tasks.values().filter(|t| is_backend(state, t)) {
+        let Some(attachment) = task.networks.iter().find(|n| n.network_id == network_id) else {
+            continue;
+        };
+        backends
+            .entry(task.service_id.as_str())
+            .or_default()
+            .push(Backend {
+                task_id: task.id.clone(),
+                address: attachment.address.ip(),
+            });
+    }
+    backends
 }
 
 /// The ingress network, if `node_id` is up and some service publishes a port through the
@@ -139,23 +232,7 @@ fn published_ports(state: &ClusterState, ingress: &Network) -> BTreeMap<PortKey,
         .filter(|s| s.endpoint.ports.iter().any(is_ingress_port))
         .map(|s| (s.id.as_str(), s))
         .collect();
-    let mut backends: BTreeMap<&str, Vec<Backend>> = BTreeMap::new();
-    // Tasks are kept by ID, so each service's backends come out in that order.
-    for task in state.tasks.values() {
-        if !publishing.contains_key(task.service_id.as_str()) || !is_backend(state, task) {
-            continue;
-        }
-        let Some(attachment) = task.networks.iter().find(|n| n.network_id == ingress.id) else {
-            continue;
-        };
-        backends
-            .entry(task.service_id.as_str())
-            .or_default()
-            .push(Backend {
-                task_id: task.id.clone(),
-                address: attachment.address.ip(),
-            });
-    }
+    let backends = running_tasks_on(state, &ingress.id);
     let mut published = BTreeMap::new();
     for (id, service) in publishing {
         let proxy_protocol = service
@@ -230,6 +307,7 @@ fn underlay_addr(node: &Node) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::routes::RouteChange;
     use crate::store::{Meta, TaskNetwork};
     use bollard::models::{NodeStatus, TaskStatus};
 
@@ -246,6 +324,7 @@ mod tests {
             },
             manager: None,
             ingress: None,
+            balancers: Vec::new(),
         }
     }
 
@@ -527,6 +606,135 @@ mod tests {
             endpoints(&table, "ing")
                 .iter()
                 .all(|(_, _, task)| !task.is_empty())
+        );
+    }
+
+    /// Network `n1` (10.0.1.0/24) with services `web` (vip 10.0.1.2, alias `w`; tasks t1 on a
+    /// running, t2 on b running, t3 on a starting) and `db` (dnsrr; task t4 on b running), and
+    /// balancer addresses 10.0.1.20 for a and 10.0.1.21 for b.
+    fn discovered() -> ClusterState {
+        let task_of = |id, node, state, service: &str, last: u8| {
+            let address = format!("10.0.1.{last}/24");
+            let mut t = task(id, node, state, &[("n1", address.as_str())]);
+            t.service_id = service.into();
+            t
+        };
+        let tasks = vec![
+            task_of("t1", "a", TaskState::RUNNING, "web", 3),
+            task_of("t2", "b", TaskState::RUNNING, "web", 4),
+            task_of("t3", "a", TaskState::STARTING, "web", 5),
+            task_of("t4", "b", TaskState::RUNNING, "db", 6),
+        ];
+        let balanced = |id, last: u8| Node {
+            balancers: vec![crate::store::NetworkAddress {
+                network_id: "n1".into(),
+                address: format!("10.0.1.{last}/24").parse().unwrap(),
+            }],
+            ..node(id, last, NodeState::READY)
+        };
+        let mut state = state(
+            vec![balanced("a", 20), balanced("b", 21)],
+            vec![network("n1", 4097, 1)],
+            tasks,
+        );
+        let service = |id: &str, alias: Option<&str>, vip: Option<&str>| Service {
+            id: id.into(),
+            meta: Meta::default(),
+            spec: bollard::models::ServiceSpec {
+                name: Some(format!("stack_{id}")),
+                task_template: Some(bollard::models::TaskSpec {
+                    networks: Some(vec![bollard::models::NetworkAttachmentConfig {
+                        target: Some("net-n1".into()),
+                        aliases: alias.map(|a| vec![a.to_string()]),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            previous_spec: None,
+            generation: 1,
+            update_status: None,
+            endpoint: crate::store::ServiceEndpoint {
+                ports: Vec::new(),
+                virtual_ips: vip
+                    .map(|v| crate::store::NetworkAddress {
+                        network_id: "n1".into(),
+                        address: v.parse().unwrap(),
+                    })
+                    .into_iter()
+                    .collect(),
+            },
+        };
+        for s in [
+            service("web", Some("w"), Some("10.0.1.2/24")),
+            service("db", None, None),
+        ] {
+            state.services.insert(s.id.clone(), s);
+        }
+        state
+    }
+
+    #[test]
+    fn a_network_carries_its_services_names_vips_and_running_tasks() {
+        let state = discovered();
+        let table = route_table_for(&state, "a");
+        let services = &table.networks["n1"].services;
+        let web = &services["web"];
+        assert_eq!(web.name, "stack_web");
+        assert_eq!(web.aliases, ["w"]);
+        assert_eq!(web.vip, Some("10.0.1.2".parse().unwrap()));
+        let tasks: Vec<(&str, String)> = web
+            .tasks
+            .iter()
+            .map(|b| (b.task_id.as_str(), b.address.to_string()))
+            .collect();
+        assert_eq!(
+            tasks,
+            [("t1", "10.0.1.3".into()), ("t2", "10.0.1.4".into())]
+        );
+        assert_eq!(services["db"].vip, None);
+        assert_eq!(services["db"].tasks.len(), 1);
+        // The same update that stops a task takes it out of the names.
+        let mut stopped = state.clone();
+        stopped.tasks.get_mut("t2").unwrap().status.state = Some(TaskState::FAILED);
+        let after = route_table_for(&stopped, "a");
+        assert_eq!(after.networks["n1"].services["web"].tasks.len(), 1);
+        let changes = table.diff(&after);
+        assert!(
+            changes.iter().any(
+                |c| matches!(c, RouteChange::Service { service_id, .. } if service_id == "web")
+            )
+        );
+    }
+
+    #[test]
+    fn every_node_on_a_network_has_its_balancer_address_there() {
+        let state = discovered();
+        let table = route_table_for(&state, "a");
+        assert_eq!(table.balancers["n1"].to_string(), "10.0.1.20");
+        assert_eq!(
+            route_table_for(&state, "b").balancers["n1"].to_string(),
+            "10.0.1.21"
+        );
+        let balancers: Vec<(String, String, String)> = endpoints(&table, "n1")
+            .into_iter()
+            .filter(|(_, _, task)| task.is_empty())
+            .collect();
+        assert_eq!(
+            balancers,
+            [
+                ("10.0.1.20".into(), "a".into(), String::new()),
+                ("10.0.1.21".into(), "b".into(), String::new())
+            ]
+        );
+        // A node down: its balancer address leaves the others' tables.
+        let mut down = state.clone();
+        down.nodes.get_mut("b").unwrap().status.state = Some(NodeState::DOWN);
+        assert!(
+            !route_table_for(&down, "a").networks["n1"]
+                .endpoints
+                .contains_key(&"10.0.1.21".parse().unwrap())
         );
     }
 }

@@ -148,7 +148,7 @@ fn changed_keys(change: &Change) -> ObjectKey {
             kind: Kind::Task,
             id: task_id.clone(),
         },
-        Change::NodeIngress { node_id, .. } => ObjectKey {
+        Change::NodeIngress { node_id, .. } | Change::NodeBalancer { node_id, .. } => ObjectKey {
             kind: Kind::Node,
             id: node_id.clone(),
         },

@@ -104,6 +104,12 @@ pub struct Node {
     /// a node's other fields (health, `node update`) cannot erase it.
     #[serde(default)]
     pub ingress: Option<NetworkAddress>,
+    /// The node's own address on each other overlay it runs tasks on (docker's per-network
+    /// load-balancer endpoint): the source of the VIP balancer's connections to backends. Only
+    /// the allocator's `Change::NodeBalancer` sets them, and a Put of the node keeps them, as
+    /// with `ingress`.
+    #[serde(default)]
+    pub balancers: Vec<NetworkAddress>,
 }
 
 impl Node {

@@ -85,6 +85,18 @@ pub enum Change {
         /// Its address on the ingress network.
         address: NetworkAddress,
     },
+    /// The allocator's step for a node's balancer address on an overlay other than ingress:
+    /// `Some` gives one to a node that has none there, if it is a free host address of the
+    /// network (else it is skipped, as `NodeIngress`); `None` takes it back. The node's version
+    /// does not move.
+    NodeBalancer {
+        /// The node.
+        node_id: String,
+        /// The network.
+        network_id: String,
+        /// The address to give, or `None` to release the node's address there.
+        address: Option<Ipv4Network>,
+    },
 }
 
 /// The order of task states: a task only ever moves to a higher rank. The terminal states share
@@ -252,7 +264,10 @@ impl ClusterState {
                     let mut object = object.clone();
                     object.meta_mut().version = index;
                     if let Object::Node(node) = &mut object {
-                        node.ingress = self.nodes.get(&node.id).and_then(|n| n.ingress.clone());
+                        if let Some(stored) = self.nodes.get(&node.id) {
+                            node.ingress = stored.ingress.clone();
+                            node.balancers = stored.balancers.clone();
+                        }
                     }
                     self.insert(object);
                 }
@@ -321,6 +336,11 @@ impl ClusterState {
                         }
                     }
                 }
+                Change::NodeBalancer {
+                    node_id,
+                    network_id,
+                    address,
+                } => self.set_node_balancer(node_id, network_id, *address),
             }
         }
         Ok(())
@@ -349,7 +369,7 @@ impl ClusterState {
             .nodes
             .values()
             .filter(|n| others(&n.id))
-            .filter_map(|n| n.ingress.as_ref())
+            .flat_map(|n| n.ingress.iter().chain(&n.balancers))
             .filter(|a| a.network_id == network_id)
             .map(|a| a.address.ip());
         tasks.chain(services).chain(nodes).collect()
@@ -364,6 +384,37 @@ impl ClusterState {
     pub fn node_ingress<'a>(&self, node: &'a Node) -> Option<&'a NetworkAddress> {
         let ingress = self.ingress_network()?;
         node.ingress.as_ref().filter(|a| a.network_id == ingress.id)
+    }
+
+    /// Applies [`Change::NodeBalancer`]: gives `address` on `network_id` to the node, if the
+    /// node has none there and it is a free host address of that network (not ingress), or
+    /// takes the node's address there back.
+    fn set_node_balancer(&mut self, node_id: &str, network_id: &str, address: Option<Ipv4Network>) {
+        let free = address.filter(|&a| {
+            let network = self.networks.get(network_id).filter(|n| !n.is_ingress());
+            network.is_some_and(|n| self.address_is_free(n, a, node_id))
+        });
+        let Some(node) = self.nodes.get_mut(node_id) else {
+            return;
+        };
+        let held = node
+            .balancers
+            .iter()
+            .position(|a| a.network_id == network_id);
+        match (address, held) {
+            (None, Some(index)) => {
+                node.balancers.remove(index);
+            }
+            (Some(_), None) => {
+                if let Some(address) = free {
+                    node.balancers.push(NetworkAddress {
+                        network_id: network_id.to_string(),
+                        address,
+                    });
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Whether [`Change::NodeIngress`] may give `address` to the node `node_id`.
@@ -726,6 +777,7 @@ pub fn test_node(id: &str) -> Object {
         status: Default::default(),
         manager: None,
         ingress: None,
+        balancers: Vec::new(),
     })
 }
 

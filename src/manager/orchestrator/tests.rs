@@ -33,6 +33,7 @@ fn node(id: &str, state: NodeState, availability: NodeSpecAvailabilityEnum) -> N
         },
         manager: None,
         ingress: None,
+        balancers: Vec::new(),
     }
 }
 
