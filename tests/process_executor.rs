@@ -5,11 +5,12 @@
 mod sandbox;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bollard::models::TaskSpecContainerSpec;
+use bollard::models::{Mount, MountType, TaskSpecContainerSpec};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use shoal::exec::{
@@ -45,9 +46,12 @@ impl Fixture {
     }
 
     async fn start(&self, id: &str, spec: TaskSpecContainerSpec) {
-        patient("start", self.exec.start(id, &spec, "default-host", None))
-            .await
-            .unwrap();
+        patient(
+            "start",
+            self.exec.start(id, &spec, "default-host", None, &[]),
+        )
+        .await
+        .unwrap();
     }
 
     async fn run(&self, id: &str, spec: TaskSpecContainerSpec) -> (ExitStatus, Vec<LogLine>) {
@@ -394,7 +398,10 @@ async fn a_task_whose_shim_dies_is_killed_and_reported_lost() {
 async fn remove_kills_and_deletes_and_ids_are_unique() {
     let f = Fixture::new();
     f.start("doomed", spec("sleep", &["1008.25"])).await;
-    let again = f.exec.start("doomed", &spec("true", &[]), "h", None).await;
+    let again = f
+        .exec
+        .start("doomed", &spec("true", &[]), "h", None, &[])
+        .await;
     assert!(
         matches!(again, Err(ExecError::AlreadyExists(_))),
         "{again:?}"
@@ -412,7 +419,7 @@ async fn remove_kills_and_deletes_and_ids_are_unique() {
     ));
     assert!(matches!(
         f.exec
-            .start("../escape", &spec("true", &[]), "h", None)
+            .start("../escape", &spec("true", &[]), "h", None, &[])
             .await,
         Err(ExecError::InvalidTaskId(_))
     ));
@@ -423,7 +430,7 @@ async fn a_shim_that_cannot_run_fails_the_start_and_leaves_no_task() {
     let f = Fixture::new();
     let exec = ProcessExecutor::with_shim(f.root.path().into(), "/no/such/shoal".into()).unwrap();
     let err = exec
-        .start("nostart", &spec("true", &[]), "h", None)
+        .start("nostart", &spec("true", &[]), "h", None, &[])
         .await
         .unwrap_err();
     assert!(matches!(err, ExecError::Shim { .. }), "{err:?}");
@@ -490,7 +497,7 @@ fn a_task_runs_in_its_prepared_network_namespace() {
                       ip -o -4 addr show dev eth0; ip -4 route show default";
         patient(
             "start",
-            exec.start("prepared", &sh(script), "h", Some(ns.path())),
+            exec.start("prepared", &sh(script), "h", Some(ns.path()), &[]),
         )
         .await
         .unwrap();
@@ -515,6 +522,7 @@ fn a_task_runs_in_its_prepared_network_namespace() {
                 &spec("sleep", &["1009.25"]),
                 "h",
                 Some(ns.path()),
+                &[],
             ),
         )
         .await
@@ -542,4 +550,137 @@ fn a_task_runs_in_its_prepared_network_namespace() {
         );
         NetnsFile::remove(ns.path()).unwrap();
     });
+}
+
+#[tokio::test]
+async fn volumes_bind_mounts_and_resolv_conf_are_the_tasks_own() {
+    let f = Fixture::new();
+    // The daemon's layout: tasks and volumes side by side in the data dir.
+    let exec = executor(&f.root.path().join("tasks"));
+    let t = f.root.path().join("mnt");
+    let host = f.root.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("marker"), "from the host\n").unwrap();
+    let mount = |typ: MountType, source: Option<&Path>, target: &str, read_only: bool| Mount {
+        typ: Some(typ),
+        source: source.map(|s| s.display().to_string()),
+        target: Some(t.join(target).display().to_string()),
+        read_only: Some(read_only),
+        ..Default::default()
+    };
+    let with_mounts = |script: &str| TaskSpecContainerSpec {
+        mounts: Some(vec![
+            mount(
+                MountType::VOLUME,
+                Some(Path::new("stack_data")),
+                "vol",
+                false,
+            ),
+            mount(MountType::BIND, Some(&host), "ro", true),
+            mount(MountType::VOLUME, None, "anon", false),
+        ]),
+        ..sh(&script.replace("T", &t.display().to_string()))
+    };
+    let gateways: Vec<IpAddr> = vec!["10.0.1.1".parse().unwrap(), "10.0.2.1".parse().unwrap()];
+    let script = "cat /etc/resolv.conf; echo kept > T/vol/file; cat T/ro/marker; \
+                  touch T/ro/new 2>/dev/null && echo writable || echo read-only; \
+                  echo scratch > T/anon/file";
+    patient(
+        "start",
+        exec.start("writer", &with_mounts(script), "h", None, &gateways),
+    )
+    .await
+    .unwrap();
+    let status = patient("wait", exec.wait("writer")).await.unwrap();
+    let logs = exec.logs("writer", &LogOptions::default()).await.unwrap();
+    assert!(status.success(), "{status:?} {logs:?}");
+    assert_eq!(
+        texts(&logs),
+        [
+            "nameserver 10.0.1.1",
+            "nameserver 10.0.2.1",
+            "options ndots:0",
+            "from the host",
+            "read-only"
+        ]
+    );
+    // The mounts were the task's: the host sees the volumes' directories, not its mount points.
+    let volume = f.root.path().join("volumes/stack_data");
+    assert_eq!(
+        std::fs::read_to_string(volume.join("file")).unwrap(),
+        "kept\n"
+    );
+    assert!(!t.join("vol/file").exists());
+    let anonymous = f.root.path().join("tasks/writer/volume-2");
+    assert_eq!(
+        std::fs::read_to_string(anonymous.join("file")).unwrap(),
+        "scratch\n"
+    );
+
+    // The named volume outlives the task; the anonymous one goes with it. No network: the
+    // host's resolv.conf.
+    patient("remove", exec.remove("writer")).await.unwrap();
+    assert!(!anonymous.exists());
+    let (status, logs) = {
+        let reader = with_mounts("cat T/vol/file; ls T/anon | wc -l; cat /etc/resolv.conf");
+        patient("start", exec.start("reader", &reader, "h", None, &[]))
+            .await
+            .unwrap();
+        let status = patient("wait", exec.wait("reader")).await.unwrap();
+        (
+            status,
+            exec.logs("reader", &LogOptions::default()).await.unwrap(),
+        )
+    };
+    assert!(status.success(), "{status:?} {logs:?}");
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap();
+    let want: Vec<&str> = ["kept", "0"]
+        .into_iter()
+        .chain(host_resolv.lines())
+        .collect();
+    assert_eq!(texts(&logs), want);
+}
+
+#[tokio::test]
+async fn a_mount_that_cannot_be_made_fails_the_task_and_says_why() {
+    let f = Fixture::new();
+    let missing = Mount {
+        typ: Some(MountType::BIND),
+        source: Some("/no/such/dir".into()),
+        target: Some("/mnt/x".into()),
+        ..Default::default()
+    };
+    let unmade = TaskSpecContainerSpec {
+        mounts: Some(vec![missing]),
+        ..spec("true", &[])
+    };
+    let err = f
+        .exec
+        .start("unmade", &unmade, "h", None, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid ContainerSpec: invalid mount config for type \"bind\": bind source path does not exist: /no/such/dir"
+    );
+    assert!(!f.task_dir("unmade").exists());
+
+    // A mount point under a file cannot be made: the task fails before its program runs.
+    let file = f.root.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let under_a_file = Mount {
+        typ: Some(MountType::VOLUME),
+        target: Some(file.join("x").display().to_string()),
+        ..Default::default()
+    };
+    let unmountable = TaskSpecContainerSpec {
+        mounts: Some(vec![under_a_file]),
+        ..spec("true", &[])
+    };
+    f.start("unmountable", unmountable).await;
+    let status = patient("wait", f.exec.wait("unmountable")).await.unwrap();
+    assert_eq!(status.exit_code, 125);
+    let error = status.error.unwrap_or_default();
+    assert!(error.starts_with("mounting "), "{error}");
+    assert!(error.ends_with(": not a directory"), "{error}");
 }

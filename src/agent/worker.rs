@@ -7,6 +7,7 @@
 //! and nothing said into a connection that broke is lost.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -140,9 +141,14 @@ impl Worker {
                     );
                 }
             };
+            // The embedded DNS is reachable only from a namespace on the overlays.
+            let nameservers = match netns {
+                Some(_) => nameservers(&assignment),
+                None => Vec::new(),
+            };
             let started = self
                 .executor
-                .start(&task.id, &spec, &hostname, netns.as_deref())
+                .start(&task.id, &spec, &hostname, netns.as_deref(), &nameservers)
                 .await;
             if let Some(netns) = &netns {
                 self.network.started(netns);
@@ -217,6 +223,30 @@ impl Worker {
     }
 }
 
+/// The DNS servers of a task: the embedded DNS on the gateway of each network its spec attaches
+/// it to, in the order of its interfaces. The ingress network, which the task is on only to be
+/// reached through published ports, has no DNS (and is in no spec).
+fn nameservers(assignment: &Assignment) -> Vec<IpAddr> {
+    let task = &assignment.task;
+    let in_spec = |id: &str| {
+        let attached = task.spec.networks.iter().flatten();
+        attached
+            .into_iter()
+            .any(|a| a.target.as_deref() == Some(id))
+    };
+    task.networks
+        .iter()
+        .filter(|attachment| in_spec(&attachment.network_id))
+        .filter_map(|attachment| {
+            let network = assignment
+                .networks
+                .iter()
+                .find(|n| n.id == attachment.network_id);
+            network.map(|n| IpAddr::V4(n.gateway))
+        })
+        .collect()
+}
+
 fn status(
     state: TaskState,
     message: &str,
@@ -260,5 +290,69 @@ fn final_status(ended: Result<ExitStatus, crate::exec::ExecError>, stopping: boo
             )
         }
         Err(e) => status(TaskState::FAILED, "failed", Some(e.to_string()), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::routes::NetworkInfo;
+    use crate::store::{Meta, Task, TaskNetwork};
+    use bollard::models::{NetworkAttachmentConfig, TaskSpec};
+
+    fn network(id: &str, third: u8) -> NetworkInfo {
+        NetworkInfo {
+            id: id.into(),
+            name: id.into(),
+            vni: 4096 + u32::from(third),
+            subnet: format!("10.0.{third}.0/24").parse().unwrap(),
+            gateway: format!("10.0.{third}.1").parse().unwrap(),
+            mtu: 1450,
+        }
+    }
+
+    #[test]
+    fn the_tasks_networks_give_its_nameservers_ingress_excepted() {
+        let attach = |id: &str| NetworkAttachmentConfig {
+            target: Some(id.into()),
+            ..Default::default()
+        };
+        let on = |id: &str, third: u8| TaskNetwork {
+            network_id: id.into(),
+            address: format!("10.0.{third}.5/24").parse().unwrap(),
+            aliases: Vec::new(),
+        };
+        let task = Task {
+            id: "t1".into(),
+            meta: Meta::default(),
+            service_id: "s1".into(),
+            slot: 1,
+            node_id: None,
+            generation: 1,
+            spec: TaskSpec {
+                networks: Some(vec![attach("back"), attach("front")]),
+                ..Default::default()
+            },
+            desired_state: TaskState::RUNNING,
+            status: TaskStatus::default(),
+            // As the allocator attaches them: ingress first, then the spec's, in its order.
+            networks: vec![on("ingress", 0), on("back", 2), on("front", 1)],
+        };
+        let assignment = Assignment {
+            task,
+            service_name: "web".into(),
+            networks: vec![
+                network("front", 1),
+                network("ingress", 0),
+                network("back", 2),
+            ],
+            host_ports: Vec::new(),
+        };
+        let gateways: Vec<IpAddr> = vec!["10.0.2.1".parse().unwrap(), "10.0.1.1".parse().unwrap()];
+        assert_eq!(nameservers(&assignment), gateways);
+
+        let mut published_only = assignment;
+        published_only.task.spec.networks = None;
+        assert!(nameservers(&published_only).is_empty());
     }
 }

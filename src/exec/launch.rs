@@ -20,6 +20,7 @@ use nix::unistd::{chdir, dup2_stderr, dup2_stdin, dup2_stdout, execve, sethostna
 use serde::{Deserialize, Serialize};
 
 use super::ExecError;
+use super::mounts::{self, BindMount};
 use super::taskdir::ProcessId;
 
 /// Docker's default `PATH`, used when the spec sets none.
@@ -47,6 +48,10 @@ pub struct LaunchSpec {
     /// Absent from the `spec.json` of tasks started before this field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<PathBuf>,
+    /// What is bind-mounted in the task's mount namespace, in order: its volumes and bind
+    /// mounts, then the node's `/etc/resolv.conf` if it has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<BindMount>,
 }
 
 /// The program an image reference names: the docker CLI resolves `sleep` to `sleep:latest` (or
@@ -66,8 +71,8 @@ impl LaunchSpec {
     /// arguments; `Command`, if set, replaces the program like docker's entrypoint (its first
     /// word is the program, the rest come before `Args`). `Env`, `Dir` and `Hostname` are
     /// honoured; `PATH`, `HOSTNAME` and `HOME` get docker's defaults when `Env` lacks them.
-    /// Other fields (user, mounts, resources, ...) are not supported by this executor and are
-    /// ignored.
+    /// `Mounts` need the node's directories: the executor plans them (see [`super::mounts`]).
+    /// Other fields (user, resources, ...) are not supported by this executor and are ignored.
     pub fn from_container_spec(
         spec: &TaskSpecContainerSpec,
         default_hostname: &str,
@@ -131,6 +136,7 @@ impl LaunchSpec {
             dir,
             hostname: hostname.to_owned(),
             netns: None,
+            mounts: Vec::new(),
         };
         // Everything ends up in C strings for execve: catch a NUL now, with a clear message,
         // rather than as a failed task.
@@ -261,6 +267,13 @@ fn setup_and_exec(spec: &LaunchSpec, fds: &ChildFds) -> Result<Infallible, Failu
         None::<&str>,
     )
     .map_err(|e| Failure::setup("mounting /proc", e))?;
+    // Before the chdir: the working directory may be inside a volume.
+    for m in &spec.mounts {
+        mounts::bind(m).map_err(|e| {
+            let what = format!("mounting {} on {}", m.source.display(), m.target.display());
+            Failure::setup(&what, io_errno(&e))
+        })?;
+    }
     sethostname(&spec.hostname)
         .map_err(|e| Failure::setup(&format!("setting the hostname {:?}", spec.hostname), e))?;
     // A fresh network namespace has `lo` down; programs expect localhost to work. (A prepared

@@ -7,11 +7,14 @@
 
 pub mod launch;
 pub mod logs;
+pub mod mounts;
 pub mod process;
+pub mod resolv;
 pub mod shim;
 mod taskdir;
 
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -34,14 +37,16 @@ pub trait Executor: Send + Sync {
     /// the spec names none. `netns` is a prepared network namespace to run the task in (a bind
     /// mounted namespace file, see [`crate::net::plumb::NetnsFile`], already attached to the task's
     /// networks, so the network is ready before the program starts); `None` gives the task a
-    /// fresh one with only `lo`. Returns once the task runs (or has already failed to: see
-    /// [`Executor::status`]).
+    /// fresh one with only `lo`. `nameservers` are the embedded DNS addresses the task's
+    /// `/etc/resolv.conf` names (see [`resolv`]); none keeps the host's file. Returns once the
+    /// task runs (or has already failed to: see [`Executor::status`]).
     fn start<'a>(
         &'a self,
         task_id: &'a str,
         spec: &'a TaskSpecContainerSpec,
         default_hostname: &'a str,
         netns: Option<&'a Path>,
+        nameservers: &'a [IpAddr],
     ) -> BoxFuture<'a, Result<(), ExecError>>;
 
     /// Where the task is in its life, as far as this node can tell now.

@@ -11,6 +11,7 @@
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::ErrorKind;
+use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,8 +23,11 @@ use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
 use super::logs::{self, LogLine, LogOptions};
+use super::mounts::{self, BindMount};
+use super::resolv;
 use super::taskdir::{ProcessId, Started, TaskDir, write_json};
 use super::{ExecError, Executor, ExitStatus, LaunchSpec, TaskRunState};
+use crate::fsutil::write_atomic;
 
 /// A task with no `started.json` this long after its directory was made never got a shim
 /// (the daemon died mid-start, or the shim did before recording itself). A shim records itself
@@ -41,12 +45,14 @@ const FOLLOW_BUFFER: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct ProcessExecutor {
     root: PathBuf,
+    /// Named volumes' directories: `volumes` next to `root` (`<data-dir>/volumes`).
+    volumes: PathBuf,
     shim: PathBuf,
 }
 
 impl ProcessExecutor {
-    /// An executor keeping its tasks under `root` (the daemon's `<data-dir>/tasks`), whose shim
-    /// is this very binary (`shoal shim`).
+    /// An executor keeping its tasks under `root` (the daemon's `<data-dir>/tasks`) and named
+    /// volumes next to it (`<data-dir>/volumes`), whose shim is this very binary (`shoal shim`).
     pub fn new(root: PathBuf) -> Result<Self, ExecError> {
         let shim = std::env::current_exe()
             .map_err(|e| ExecError::io("finding the shoal binary to run shims with", e))?;
@@ -59,12 +65,23 @@ impl ProcessExecutor {
         // Shims run in "/": a relative root would name another directory for them.
         let root = std::path::absolute(&root)
             .map_err(|e| ExecError::io(format!("resolving {}", root.display()), e))?;
-        Ok(ProcessExecutor { root, shim })
+        let volumes = root.with_file_name("volumes");
+        Ok(ProcessExecutor {
+            root,
+            volumes,
+            shim,
+        })
     }
 
-    /// Starts a task from a launch spec; returns once its program runs (or its failure to run,
-    /// such as a program not found, is recorded as its exit).
-    pub async fn launch(&self, task_id: &str, spec: &LaunchSpec) -> Result<(), ExecError> {
+    /// Starts a task from a launch spec, whose `/etc/resolv.conf` names `nameservers` (none
+    /// keeps the host's); returns once its program runs (or its failure to run, such as a
+    /// program not found, is recorded as its exit).
+    pub async fn launch(
+        &self,
+        task_id: &str,
+        spec: &LaunchSpec,
+        nameservers: &[IpAddr],
+    ) -> Result<(), ExecError> {
         let dir = self.task_dir(task_id)?;
         DirBuilder::new()
             .recursive(true)
@@ -79,7 +96,15 @@ impl ProcessExecutor {
                 other.map_err(|e| ExecError::io(format!("creating {}", dir.path().display()), e))?
             }
         }
-        write_json(&dir.spec(), spec)
+        let spec = match provide(&dir, spec, nameservers) {
+            Ok(spec) => spec,
+            Err(e) => {
+                // Nothing runs for this task: forget it, so that a retry can use the same id.
+                let _ = fs::remove_dir_all(dir.path());
+                return Err(e);
+            }
+        };
+        write_json(&dir.spec(), &spec)
             .map_err(|e| ExecError::io(format!("writing {}", dir.spec().display()), e))?;
         let shim_log = OpenOptions::new()
             .create(true)
@@ -124,6 +149,29 @@ impl ProcessExecutor {
         }
         Ok(TaskDir::new(self.root.join(task_id)))
     }
+}
+
+/// Makes what the task's mounts need on the host (its volumes' directories, its resolv.conf
+/// naming `nameservers`); returns `spec` with the resolv.conf's mount added.
+fn provide(
+    dir: &TaskDir,
+    spec: &LaunchSpec,
+    nameservers: &[IpAddr],
+) -> Result<LaunchSpec, ExecError> {
+    mounts::make_volumes(&spec.mounts)?;
+    let mut spec = spec.clone();
+    if let Some(contents) = resolv::contents(nameservers) {
+        let path = dir.resolv_conf();
+        write_atomic(&path, contents.as_bytes(), 0o644)
+            .map_err(|e| ExecError::io(format!("writing {}", path.display()), e))?;
+        spec.mounts.push(BindMount {
+            source: path,
+            target: PathBuf::from(resolv::TARGET),
+            read_only: false,
+            volume: false,
+        });
+    }
+    Ok(spec)
 }
 
 /// SIGTERM, SIGKILL after `grace`, until the task in `dir` has exited.
@@ -283,13 +331,17 @@ impl Executor for ProcessExecutor {
         spec: &'a TaskSpecContainerSpec,
         default_hostname: &'a str,
         netns: Option<&'a Path>,
+        nameservers: &'a [IpAddr],
     ) -> BoxFuture<'a, Result<(), ExecError>> {
         Box::pin(async move {
+            let dir = self.task_dir(task_id)?;
+            let mounts = spec.mounts.as_deref().unwrap_or_default();
             let launch = LaunchSpec {
                 netns: netns.map(Path::to_path_buf),
+                mounts: mounts::plan(mounts, &self.volumes, dir.path())?,
                 ..LaunchSpec::from_container_spec(spec, default_hostname)?
             };
-            self.launch(task_id, &launch).await
+            self.launch(task_id, &launch, nameservers).await
         })
     }
 

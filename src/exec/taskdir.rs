@@ -8,6 +8,8 @@
 //! pid           the program's host PID, for operators (`nsenter -t $(cat pid) -n`)
 //! log.jsonl     the program's output, one JSON object per line (see `logs`)
 //! exit.json     how the program ended; written last, so its presence means "done"
+//! resolv.conf   the task's /etc/resolv.conf, when it is on an overlay (see `resolv`)
+//! volume-N      the task's anonymous volumes, one per such mount (see `mounts`)
 //! ```
 
 use std::fs;
@@ -57,6 +59,10 @@ impl TaskDir {
 
     pub(crate) fn log(&self) -> PathBuf {
         self.path.join("log.jsonl")
+    }
+
+    pub(crate) fn resolv_conf(&self) -> PathBuf {
+        self.path.join(super::resolv::FILE)
     }
 
     pub(crate) fn exit(&self) -> PathBuf {
