@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::iter::{Chain, once};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::slice::Iter;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -121,10 +121,9 @@ impl Zone {
     /// Whether `name` is the reverse name (`d.c.b.a.in-addr.arpa.`) of an address in the subnet.
     fn is_reverse_of_subnet(&self, name: &Name) -> bool {
         match name.parse_arpa_name() {
-            Ok(net) if net.prefix_len() == 32 => match net.addr() {
-                std::net::IpAddr::V4(address) => self.subnet.contains(address),
-                std::net::IpAddr::V6(_) => false,
-            },
+            Ok(net) if net.prefix_len() == 32 => {
+                matches!(net.addr(), IpAddr::V4(address) if self.subnet.contains(address))
+            }
             _ => false,
         }
     }
