@@ -13,6 +13,7 @@ mod node;
 mod node_pretty;
 mod node_update;
 pub(crate) mod service;
+mod stack;
 mod swarm;
 mod swarm_join;
 mod swarm_update;
@@ -23,6 +24,7 @@ mod text;
 pub use network::NetworkCommand;
 pub use node::NodeCommand;
 pub use service::ServiceCommand;
+pub use stack::StackCommand;
 pub use swarm::SwarmCommand;
 
 use anyhow::anyhow;
@@ -48,6 +50,9 @@ pub enum ClientCommand {
     /// Manage swarm services.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Manage swarm stacks.
+    #[command(subcommand)]
+    Stack(StackCommand),
 }
 
 /// Runs `command` against the daemon at `host` (`unix:///path/to/socket` or a bare socket
@@ -69,6 +74,7 @@ pub async fn run(host: &str, command: ClientCommand) -> i32 {
         ClientCommand::Network(command) => network::run(&daemon, command).await,
         ClientCommand::Node(command) => node::run(&daemon, command).await,
         ClientCommand::Service(command) => service::run(&daemon, command).await,
+        ClientCommand::Stack(command) => stack::run(&daemon, command).await,
     };
     match outcome {
         Ok(()) => 0,

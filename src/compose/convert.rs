@@ -16,7 +16,7 @@ use bollard::models::{
 use serde_yaml_ng::Value;
 
 use super::file::{
-    ComposeFile, Deploy, Mapping, Network, Port, ResourceAmounts, RestartPolicy, Service,
+    ComposeFile, Deploy, External, Mapping, Network, Port, ResourceAmounts, RestartPolicy, Service,
     ServiceNetworks, UpdateConfig, Words,
 };
 use super::{IMAGE_LABEL, NAMESPACE_LABEL, volumes};
@@ -146,13 +146,24 @@ pub fn networks(
     Ok((create, external))
 }
 
-/// The name a network has on the cluster: its own (or external) name, else `<stack>_<key>`.
+/// The name a network has on the cluster.
 fn network_name(namespace: &Namespace, key: &str, network: &Network) -> String {
-    network
-        .name
-        .as_deref()
-        .or(network.external.name())
-        .map_or_else(|| namespace.scope(key), str::to_string)
+    object_name(namespace, key, network.name.as_deref(), &network.external)
+}
+
+/// The name a network or volume the file calls `key` has on the cluster: its own `name` if
+/// it has one, else an external object's key, else `<stack>_<key>`.
+pub fn object_name(
+    namespace: &Namespace,
+    key: &str,
+    name: Option<&str>,
+    external: &External,
+) -> String {
+    match name.or(external.name()) {
+        Some(name) => name.to_string(),
+        None if external.is_external() => key.to_string(),
+        None => namespace.scope(key),
+    }
 }
 
 /// A service's networks by the file's names for them, with their extra aliases; the stack's

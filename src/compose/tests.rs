@@ -125,10 +125,10 @@ fn invalid_yaml_is_reported_with_its_line_and_column() {
         panic!("not a YAML error");
     };
     let location = yaml.location().unwrap();
-    assert_eq!((location.line(), location.column()), (5, 9));
+    assert_eq!((location.line(), location.column()), (5, 4));
     let message = ComposeError::Yaml(yaml).to_string();
     assert!(message.starts_with("invalid compose file: "), "{message}");
-    assert!(message.contains("line 5 column 9"), "{message}");
+    assert!(message.contains("line 5 column 4"), "{message}");
 }
 
 #[test]
@@ -436,9 +436,12 @@ fn volumes_named_bound_and_read_only() {
       - ./conf:/etc/db
       - /tmp/cache
       - {type: bind, source: /srv/logs, target: /logs, read_only: true}
+      - shared:/shared
 volumes:
   data:
     labels: [backup=nightly]
+  shared:
+    external: true
 ";
     let plan = deploy("app", text).unwrap();
     let mounts = container(only(&plan)).mounts.clone().unwrap();
@@ -468,6 +471,7 @@ volumes:
             mount("bind", "/srv/app/conf", "/etc/db", false),
             mount("volume", "", "/tmp/cache", false),
             mount("bind", "/srv/logs", "/logs", true),
+            mount("volume", "shared", "/shared", false),
         ]
     );
     let labels = mounts[0].volume_options.clone().unwrap().labels.unwrap();
@@ -481,4 +485,33 @@ fn only_version_3_files_are_taken() {
     let old = "version: '2.4'\nservices: {}\n";
     assert_eq!(error(old), "unsupported Compose file version: 2.4");
     assert_eq!(error("- a\n- b\n"), "Top-level object must be a mapping");
+}
+
+#[test]
+fn the_shop_example_has_the_seeds_shape() {
+    let text = include_str!("../../examples/shop/docker-compose.yml");
+    let loaded = load(text).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let plan = plan("shop", &loaded.file, Path::new("/")).unwrap();
+    assert_eq!(plan.networks[0].name, "shop_default");
+    let (db, web) = (&plan.services[0], &plan.services[1]);
+    assert_eq!(db.name.as_deref(), Some("shop_db"));
+    let web_mode = web.mode.clone().unwrap().replicated.unwrap();
+    assert_eq!(web_mode.replicas, Some(2));
+    let port = &web.endpoint_spec.clone().unwrap().ports.unwrap()[0];
+    assert_eq!(
+        (port.published_port, port.target_port),
+        (Some(8080), Some(8080))
+    );
+    let db_task = db.task_template.clone().unwrap();
+    assert_eq!(
+        db_task.networks.unwrap()[0].aliases.as_deref().unwrap(),
+        ["db"]
+    );
+    // The process executor runs the image as a program, with the command as its arguments.
+    let web_container = container(web);
+    assert_eq!(web_container.image.as_deref(), Some("busybox"));
+    let args = web_container.args.as_deref().unwrap();
+    assert_eq!(args[..2], ["nc", "-ll"]);
+    assert!(args.last().unwrap().contains("busybox nc db 3306"));
 }

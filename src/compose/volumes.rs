@@ -10,7 +10,7 @@ use bollard::models::{
     MountVolumeOptionsDriverConfig,
 };
 
-use super::convert::{Namespace, scalar_map};
+use super::convert::{Namespace, object_name, scalar_map};
 use super::file::{LongVolume, ServiceVolume, Volume};
 
 /// The mount `volume` stands for; `declared` are the file's top-level volumes, `base` the
@@ -52,7 +52,11 @@ fn short(spec: &str, base: &Path) -> Result<Mount, String> {
         } else {
             MountType::VOLUME
         }),
-        source: (!source.is_empty()).then(|| resolve(source, base)),
+        source: match source {
+            "" => None,
+            path if is_path => Some(resolve(path, base)),
+            name => Some(name.to_string()),
+        },
         target: Some(target.to_string()),
         ..Default::default()
     };
@@ -126,8 +130,8 @@ fn named(
         .ok_or_else(|| format!("undefined volume {key:?}"))?
         .clone()
         .unwrap_or_default();
-    let own_name = volume.name.as_deref().or(volume.external.name());
-    mount.source = Some(own_name.map_or_else(|| namespace.scope(&key), str::to_string));
+    let name = object_name(namespace, &key, volume.name.as_deref(), &volume.external);
+    mount.source = Some(name);
     let options = mount.volume_options.get_or_insert_with(Default::default);
     if volume.external.is_external() {
         return Ok(mount);

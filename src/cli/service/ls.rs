@@ -16,13 +16,13 @@ use crate::cli::text::{natural_cmp, short_id};
 pub struct ListArgs {
     /// Only display IDs.
     #[arg(short, long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// Filter output based on conditions provided (id, label, mode, name); repeatable.
     #[arg(short, long, value_name = "NAME=VALUE", value_parser = parse::filter)]
-    filter: Vec<(String, String)>,
+    pub(crate) filter: Vec<(String, String)>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
-    format: ListFormat,
+    pub(crate) format: ListFormat,
 }
 
 /// Runs `service ls`.

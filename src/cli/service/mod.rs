@@ -4,14 +4,14 @@
 //! `progress` follows a change until it converges, drawing on a `screen`.
 
 mod create;
-mod image;
+pub(crate) mod image;
 mod inspect;
 mod logs;
-mod ls;
+pub(crate) mod ls;
 pub(crate) mod parse;
 mod pretty;
 mod progress;
-mod ps;
+pub(crate) mod ps;
 mod screen;
 pub(crate) mod spec;
 mod update;
@@ -160,7 +160,7 @@ fn node_name(node: &Node) -> String {
         .unwrap_or_else(|| node.id.clone().unwrap_or_default())
 }
 
-fn name(service: &Service) -> &str {
+pub(crate) fn name(service: &Service) -> &str {
     service
         .spec
         .as_ref()

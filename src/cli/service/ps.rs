@@ -22,20 +22,20 @@ const ERROR_WIDTH: usize = 30;
 pub struct PsArgs {
     /// Do not truncate output.
     #[arg(long)]
-    no_trunc: bool,
+    pub(crate) no_trunc: bool,
     /// Only display task IDs.
     #[arg(short, long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// Filter output based on conditions provided (desired-state, id, name, node);
     /// repeatable.
     #[arg(short, long, value_name = "NAME=VALUE", value_parser = parse::filter)]
-    filter: Vec<(String, String)>,
+    pub(crate) filter: Vec<(String, String)>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
-    format: ListFormat,
+    pub(crate) format: ListFormat,
     /// Services by ID, ID prefix or name.
     #[arg(required = true, value_name = "SERVICE")]
-    services: Vec<String>,
+    pub(crate) services: Vec<String>,
 }
 
 /// Runs `service ps`: prints the tasks of the services found, then fails naming the

@@ -1,0 +1,177 @@
+//! `shoal stack deploy`: a compose file made into a stack's networks and services, or the
+//! stack brought up to date with it, as `docker stack deploy` does.
+//!
+//! The whole file is read, checked and converted before the first request, so a file that
+//! fails leaves the cluster as it was; then, like docker: the services no longer in the file
+//! are removed (with `--prune`), the external networks checked, the missing networks created,
+//! and each service updated if the stack has it, else created.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::models::{Service, ServiceSpec};
+use bollard::query_parameters::UpdateServiceOptions;
+
+use super::{service_name, stack_networks, stack_services};
+use crate::cli::service::image;
+use crate::cli::update_version;
+use crate::compose::{self, IMAGE_LABEL, Plan};
+
+/// Flags and argument of `stack deploy`.
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// Path to a Compose file.
+    #[arg(
+        short = 'c',
+        long = "compose-file",
+        value_name = "FILE",
+        required = true
+    )]
+    compose_file: PathBuf,
+    /// Prune services that are no longer referenced.
+    #[arg(long)]
+    prune: bool,
+    /// The stack's name.
+    stack: String,
+}
+
+/// Runs `stack deploy`.
+pub async fn deploy(docker: &Docker, args: &DeployArgs) -> Result<()> {
+    let stack = &args.stack;
+    if stack.is_empty() || stack.trim() != stack {
+        bail!("invalid stack name: {stack:?}");
+    }
+    let plan = read_plan(&args.compose_file, stack)?;
+    if args.prune {
+        prune(docker, stack, &plan).await?;
+    }
+    for name in &plan.external_networks {
+        if docker.inspect_network(name, None).await.is_err() {
+            bail!(
+                "network {name:?} is declared as external, but could not be found. You need \
+                 to create a swarm-scoped network before the stack is deployed"
+            );
+        }
+    }
+    let existing = stack_networks(docker, stack).await?;
+    for network in plan.networks {
+        if existing
+            .iter()
+            .any(|n| n.name.as_ref() == Some(&network.name))
+        {
+            continue;
+        }
+        let name = network.name.clone();
+        println!("Creating network {name}");
+        let created = docker.create_network(network).await;
+        created.with_context(|| format!("failed to create network {name}"))?;
+    }
+    let existing: HashMap<String, Service> = stack_services(docker, stack)
+        .await?
+        .into_iter()
+        .map(|service| (service_name(&service).to_string(), service))
+        .collect();
+    for spec in plan.services {
+        let name = spec.name.clone().unwrap_or_default();
+        match existing.get(&name) {
+            Some(service) => update(docker, &name, service, spec).await?,
+            None => {
+                println!("Creating service {name}");
+                let created = docker.create_service(tagged(spec), None).await;
+                let response =
+                    created.with_context(|| format!("failed to create service {name}"))?;
+                print_warnings(response.warnings);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The file's plan for `stack`, its warnings printed; nothing is sent yet.
+fn read_plan(path: &Path, stack: &str) -> Result<Plan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the compose file {}", path.display()))?;
+    let loaded = compose::load(&text)?;
+    let absolute = std::path::absolute(path)?;
+    let base = absolute.parent().unwrap_or(Path::new("/"));
+    let plan = compose::plan(stack, &loaded.file, base)?;
+    for warning in &loaded.warnings {
+        eprintln!("{warning}\n");
+    }
+    Ok(plan)
+}
+
+/// Brings the stack's `service` up to `spec`, as docker does: an image unchanged in the file
+/// keeps the reference the service runs (which may have gained a digest), and a forced
+/// update stays as it was, so that an unchanged service is not restarted.
+async fn update(
+    docker: &Docker,
+    name: &str,
+    service: &Service,
+    mut spec: ServiceSpec,
+) -> Result<()> {
+    let id = service.id.clone().unwrap_or_default();
+    println!("Updating service {name} (id: {id})");
+    let current = service.spec.clone().unwrap_or_default();
+    let current_task = current.task_template.unwrap_or_default();
+    let current_image = current_task.container_spec.and_then(|c| c.image);
+    let task = spec.task_template.get_or_insert_with(Default::default);
+    task.force_update = current_task.force_update;
+    let container = task.container_spec.get_or_insert_with(Default::default);
+    let labelled = current.labels.as_ref().and_then(|l| l.get(IMAGE_LABEL));
+    let spec = if container.image.as_ref() == labelled && current_image.is_some() {
+        container.image = current_image;
+        spec
+    } else {
+        tagged(spec)
+    };
+    let options = UpdateServiceOptions {
+        version: update_version(service.version.as_ref())?,
+        registry_auth_from: "spec".into(),
+        rollback: None,
+    };
+    let updated = docker.update_service(&id, spec, options, None).await;
+    let response = updated.with_context(|| format!("failed to update service {name}"))?;
+    print_warnings(response.warnings);
+    Ok(())
+}
+
+/// `spec` with its image tagged, as docker's client sends every new image.
+fn tagged(mut spec: ServiceSpec) -> ServiceSpec {
+    let task = spec.task_template.as_mut();
+    let container = task.and_then(|t| t.container_spec.as_mut());
+    if let Some(image) = container.and_then(|c| c.image.as_mut()) {
+        *image = image::for_spec(image);
+    }
+    spec
+}
+
+/// Removes the stack's services that the file no longer has.
+async fn prune(docker: &Docker, stack: &str, plan: &Plan) -> Result<()> {
+    let wanted: Vec<&str> = plan
+        .services
+        .iter()
+        .filter_map(|spec| spec.name.as_deref())
+        .collect();
+    for service in stack_services(docker, stack).await? {
+        let name = service_name(&service);
+        if wanted.contains(&name) {
+            continue;
+        }
+        println!("Removing service {name}");
+        let id = service.id.as_deref().unwrap_or(name);
+        if let Err(error) = docker.delete_service(id).await {
+            eprintln!("Failed to remove service {name}: {error}");
+        }
+    }
+    Ok(())
+}
+
+/// The daemon's warnings, on stderr.
+fn print_warnings(warnings: Option<Vec<String>>) {
+    for warning in warnings.into_iter().flatten() {
+        eprintln!("{warning}");
+    }
+}
