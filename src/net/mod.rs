@@ -7,6 +7,7 @@
 //! snapshots, plain data that tests can build by hand.
 
 pub mod dns;
+pub mod balancer;
 pub mod mesh;
 pub mod overlay;
 pub mod plumb;

@@ -1,13 +1,15 @@
-//! Backends for the mesh without root: a `SOCK_SEQPACKET` socket pair stands for the ingress
-//! network (one end is the mesh's device, the other a smoltcp stack holding the backends'
-//! addresses), and the stack echoes TCP and UDP. Shared by tests/mesh.rs and benches/mesh.rs.
+//! Backends for the mesh and the VIP balancer without root: a `SOCK_SEQPACKET` socket pair
+//! stands for the network (one end is the device of the mesh's or the balancer's stack, the
+//! other a smoltcp stack holding the backends' addresses), and the stack echoes TCP and UDP; it
+//! can also dial out, as a client task would. Shared by tests/mesh.rs, tests/balancer.rs and
+//! benches/mesh.rs.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use shoal::net::mesh::{DeviceOpener, Mesh, MeshConfig};
@@ -157,6 +159,27 @@ impl DeviceOpener for PairOpener {
 pub struct Backends {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Connections to make, taken by the thread.
+    dials: Arc<Mutex<Vec<Dial>>>,
+    /// Connections each address served to their end.
+    served: Arc<Mutex<BTreeMap<Ipv4Addr, usize>>>,
+}
+
+/// A connection the stack makes as a client: it sends `data`, ends its side, and gives back
+/// everything received until the other side ended (or reset) the connection.
+struct Dial {
+    from: Ipv4Addr,
+    to: SocketAddrV4,
+    data: Vec<u8>,
+    received: mpsc::Sender<Vec<u8>>,
+}
+
+/// A dial in progress: its socket and how much of its data went out.
+struct Dialing {
+    socket: SocketHandle,
+    dial: Dial,
+    sent: usize,
+    received: Vec<u8>,
 }
 
 impl Backends {
@@ -189,9 +212,53 @@ impl Backends {
         let echo = stack.sockets.add(echo);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let dials: Arc<Mutex<Vec<Dial>>> = Arc::default();
+        let new_dials = dials.clone();
+        let served: Arc<Mutex<BTreeMap<Ipv4Addr, usize>>> = Arc::default();
+        let counted = served.clone();
         let thread = std::thread::spawn(move || {
             let mut buffer = vec![0u8; 65536];
+            let mut dialing: Vec<Dialing> = Vec::new();
+            let mut next_port = 40000;
             while !stopping.load(Ordering::Relaxed) {
+                for dial in new_dials.lock().unwrap().drain(..) {
+                    next_port += 1;
+                    let mut socket = tcp::Socket::new(
+                        tcp::SocketBuffer::new(vec![0; 256 << 10]),
+                        tcp::SocketBuffer::new(vec![0; 256 << 10]),
+                    );
+                    socket
+                        .connect(stack.iface.context(), dial.to, (dial.from, next_port))
+                        .unwrap();
+                    let socket = stack.sockets.add(socket);
+                    dialing.push(Dialing {
+                        socket,
+                        dial,
+                        sent: 0,
+                        received: Vec::new(),
+                    });
+                }
+                dialing.retain_mut(|d| {
+                    let socket = stack.sockets.get_mut::<tcp::Socket>(d.socket);
+                    if socket.can_send() && d.sent < d.dial.data.len() {
+                        d.sent += socket.send_slice(&d.dial.data[d.sent..]).unwrap();
+                    }
+                    if d.sent == d.dial.data.len() && socket.may_send() {
+                        socket.close();
+                    }
+                    while let Ok(n @ 1..) = socket.recv_slice(&mut buffer) {
+                        d.received.extend_from_slice(&buffer[..n]);
+                    }
+                    let ended = matches!(socket.state(), tcp::State::Closed | tcp::State::TimeWait)
+                        || (socket.state() != tcp::State::SynSent
+                            && !socket.may_recv()
+                            && !socket.can_recv());
+                    if ended {
+                        socket.abort();
+                        let _ = d.dial.received.send(std::mem::take(&mut d.received));
+                    }
+                    !ended
+                });
                 let delay = stack
                     .poll_delay()
                     .map_or(10, |d| d.as_millis().min(10) as i32);
@@ -214,6 +281,7 @@ impl Backends {
                         socket.close();
                     }
                     if !socket.is_open() {
+                        *counted.lock().unwrap().entry(*address).or_default() += 1;
                         socket.listen((*address, port)).unwrap();
                     }
                 }
@@ -227,7 +295,29 @@ impl Backends {
         Backends {
             stop,
             thread: Some(thread),
+            dials,
+            served,
         }
+    }
+
+    /// Connects from `from` (one of the stack's addresses) to `to`, sends `data` and ends its
+    /// side; the receiver gets everything that came back once the other side ended.
+    #[allow(dead_code)] // tests/balancer.rs's
+    pub fn dial(&self, from: Ipv4Addr, to: SocketAddrV4, data: Vec<u8>) -> mpsc::Receiver<Vec<u8>> {
+        let (received, receiver) = mpsc::channel();
+        self.dials.lock().unwrap().push(Dial {
+            from,
+            to,
+            data,
+            received,
+        });
+        receiver
+    }
+
+    /// How many connections each address served to their end.
+    #[allow(dead_code)] // tests/balancer.rs's
+    pub fn served(&self) -> BTreeMap<Ipv4Addr, usize> {
+        self.served.lock().unwrap().clone()
     }
 }
 

@@ -15,7 +15,7 @@ mod event_loop;
 pub mod host;
 pub mod maglev;
 pub mod proxy_protocol;
-mod slab;
+pub(crate) mod slab;
 pub(crate) mod tcp;
 mod udp;
 

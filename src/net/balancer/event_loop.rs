@@ -1,0 +1,201 @@
+//! The balancer thread: one mio event loop over the devices of its stacks, one per network.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use smoltcp::socket::tcp;
+
+use super::Counters;
+use super::network::Network;
+use crate::net::mesh::slab::Slab;
+use crate::net::routes::RouteTable;
+use crate::net::stack::Stack;
+
+/// Token of the waker that says a command is waiting; a network's device has its index's.
+pub const WAKER: Token = Token(usize::MAX);
+/// Rounds of moving data and polling a stack before the loop looks at the kernel again.
+const MAX_ROUNDS: usize = 64;
+/// The longest wait for events when no stack has a timer running.
+const IDLE_WAIT: Duration = Duration::from_secs(5);
+/// Bytes moved from one socket to the other at a time.
+const SCRATCH: usize = 64 << 10;
+
+/// What the [`super::Balancer`] handle tells the loop.
+pub enum Command {
+    /// Follow a new table; `stacks` are new stacks by network ID (replacing any of the same
+    /// network).
+    Install {
+        table: Arc<RouteTable>,
+        stacks: Vec<(String, Stack)>,
+    },
+    /// Close everything and end the thread.
+    Stop,
+}
+
+/// What every network's connections share.
+pub struct Shared {
+    /// The counters.
+    pub counters: Arc<Counters>,
+    /// Closed sockets kept for new connections (their buffers are the costly part to make).
+    pub pool: Vec<tcp::Socket<'static>>,
+    /// Where bytes pass from one socket to the other: smoltcp lends one socket of a set at a
+    /// time.
+    pub scratch: Box<[u8]>,
+}
+
+/// The loop's state.
+pub struct Looper {
+    poll: Poll,
+    commands: mpsc::Receiver<Command>,
+    /// The networks served; each one's index is its device's token.
+    networks: Slab<Network>,
+    /// Network indices by network ID.
+    ids: BTreeMap<String, usize>,
+    shared: Shared,
+}
+
+impl Looper {
+    pub fn new(poll: Poll, commands: mpsc::Receiver<Command>, counters: Arc<Counters>) -> Looper {
+        Looper {
+            poll,
+            commands,
+            networks: Slab::new(),
+            ids: BTreeMap::new(),
+            shared: Shared {
+                counters,
+                pool: Vec::new(),
+                scratch: vec![0; SCRATCH].into_boxed_slice(),
+            },
+        }
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self.timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!("the balancer's event loop failed: {e}");
+                    return;
+                }
+            }
+            for event in &events {
+                match event.token() {
+                    WAKER => {
+                        if !self.take_commands() {
+                            return;
+                        }
+                    }
+                    Token(index) => {
+                        if let Some(network) = self.networks.get_mut(index) {
+                            network.readable = true;
+                        }
+                    }
+                }
+            }
+            for index in 0..self.networks.bound() {
+                self.turn(index);
+            }
+        }
+    }
+
+    /// How long to wait for events: until the first stack timer, at most [`IDLE_WAIT`].
+    fn timeout(&mut self) -> Duration {
+        (0..self.networks.bound())
+            .filter_map(|index| self.networks.get_mut(index)?.stack.poll_delay())
+            .fold(IDLE_WAIT, Duration::min)
+    }
+
+    /// Takes in a network's frames, moves data between its sockets and sends what that
+    /// queued, until nothing more moves.
+    fn turn(&mut self, index: usize) {
+        let Some(network) = self.networks.get_mut(index) else {
+            return;
+        };
+        let mut changed = if std::mem::take(&mut network.readable) {
+            network.take_frames(&mut self.shared)
+        } else {
+            true // timers may have fired: pump once
+        };
+        for _ in 0..MAX_ROUNDS {
+            let moved = network.pump_connections(&mut self.shared);
+            let sent = network.stack.egress();
+            network.bury(&mut self.shared.pool);
+            if !changed && !moved && !sent {
+                return;
+            }
+            changed = false;
+        }
+    }
+
+    /// Applies the commands waiting; false when told to stop.
+    fn take_commands(&mut self) -> bool {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Install { table, stacks } => self.install(&table, stacks),
+                Command::Stop => return false,
+            }
+        }
+        true
+    }
+
+    fn install(&mut self, table: &RouteTable, stacks: Vec<(String, Stack)>) {
+        let gone: Vec<String> = self
+            .ids
+            .keys()
+            .filter(|id| {
+                !table.balancers.contains_key(*id) || stacks.iter().any(|(new, _)| new == *id)
+            })
+            .cloned()
+            .collect();
+        for id in gone {
+            self.remove(&id);
+        }
+        for (id, stack) in stacks {
+            self.add(id, stack);
+        }
+        for (id, &index) in &self.ids {
+            if let (Some(network), Some(routes)) =
+                (self.networks.get_mut(index), table.networks.get(id))
+            {
+                network.follow(routes);
+            }
+        }
+    }
+
+    /// Serves a network with `stack`.
+    fn add(&mut self, id: String, stack: Stack) {
+        let fd: RawFd = stack.fd();
+        let index = self.networks.insert(Network::new(stack));
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), Token(index), Interest::READABLE)
+        {
+            tracing::error!("cannot poll the balancer's device on network {id}: {e}");
+            self.networks.remove(index);
+            return;
+        }
+        tracing::info!("VIP balancer serving network {id}");
+        self.ids.insert(id, index);
+    }
+
+    /// Stops serving a network: its connections are dropped with its stack.
+    fn remove(&mut self, id: &str) {
+        let Some(index) = self.ids.remove(id) else {
+            return;
+        };
+        if let Some(network) = self.networks.remove(index) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&network.stack.fd()));
+        }
+        tracing::info!("VIP balancer left network {id}");
+    }
+}

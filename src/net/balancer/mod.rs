@@ -1,0 +1,209 @@
+//! East-west service VIPs and the embedded DNS, as docker's per-network load balancer does with
+//! IPVS, in userspace.
+//!
+//! A [`Balancer`] is one thread with one event loop. For every overlay network the node's table
+//! gives it a balancer address on ([`RouteTable::balancers`]), it runs a
+//! [`Stack`] on the network's bridge (its own TAP) that holds that address and also
+//! claims the network's gateway and every service VIP there ([`Stack::claim`]): tasks on this
+//! node reach their VIPs and their DNS server here, whatever node the backends run on.
+//!
+//! A TCP connection to `VIP:port` is accepted by a listener opened for it as its SYN arrives
+//! (smoltcp cannot listen on every port at once), and proxied to the same port of one of the
+//! service's running tasks, picked with [`maglev`](crate::net::mesh::maglev) on the client's
+//! address and port; a backend that refuses or does not answer is skipped for the next, as the
+//! routing mesh does. Both legs are sockets of the same stack: the loop copies bytes between
+//! their buffers without a lock or an allocation per packet.
+
+#![warn(missing_docs)]
+
+mod event_loop;
+mod network;
+mod tcp;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+
+use crate::net::mesh::DeviceOpener;
+use crate::net::routes::{NetworkInfo, RouteTable};
+use crate::net::stack::{DeviceDrops, FrameFd, Stack};
+
+use event_loop::{Command, Looper};
+
+/// Opens the TAP named by [`NetworkInfo::balancer_tap_name`] (the plumbing makes it a port of
+/// the network's bridge); needs `CAP_NET_ADMIN`.
+pub struct BalancerTapOpener;
+
+impl DeviceOpener for BalancerTapOpener {
+    fn open(&self, network: &NetworkInfo) -> io::Result<FrameFd> {
+        FrameFd::open_tap(&network.balancer_tap_name(), network.mtu)
+    }
+}
+
+/// The VIP balancer of one node (see the module documentation).
+pub struct Balancer {
+    commands: mpsc::Sender<Command>,
+    waker: Arc<mio::Waker>,
+    counters: Arc<Counters>,
+    opener: Box<dyn DeviceOpener>,
+    /// The running stacks by network ID: what each was made for, and its device's drops.
+    stacks: Mutex<BTreeMap<String, RunningStack>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What a running stack was made for.
+struct RunningStack {
+    address: Ipv4Addr,
+    network: NetworkInfo,
+    drops: Arc<DeviceDrops>,
+}
+
+impl Balancer {
+    /// Starts the balancer thread with TAP devices; it serves no network yet.
+    pub fn start() -> io::Result<Balancer> {
+        Balancer::start_with(BalancerTapOpener)
+    }
+
+    /// Starts the balancer thread with `opener` providing each network's device.
+    pub fn start_with(opener: impl DeviceOpener) -> io::Result<Balancer> {
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), event_loop::WAKER)?);
+        let (commands, receiver) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let looper = Looper::new(poll, receiver, counters.clone());
+        let thread = std::thread::Builder::new()
+            .name("balancer".into())
+            .spawn(move || looper.run())?;
+        Ok(Balancer {
+            commands,
+            waker,
+            counters,
+            opener: Box::new(opener),
+            stacks: Mutex::new(BTreeMap::new()),
+            thread: Some(thread),
+        })
+    }
+
+    /// Follows a new route table: opens the device of each network where the node's balancer
+    /// address is new or changed (so the caller can add it to the bridge right after), then
+    /// hands the table to the loop, which drops the stacks of networks gone and takes the new
+    /// VIPs and backends. A device that cannot be opened is tried again with the next table;
+    /// the first such error is returned once the others are installed.
+    pub fn install(&self, table: Arc<RouteTable>) -> io::Result<()> {
+        let mut running = self.stacks.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|id, stack| {
+            let wanted = table.balancers.get(id);
+            let info = table.networks.get(id).map(|n| &n.info);
+            wanted == Some(&stack.address) && info == Some(&stack.network)
+        });
+        let mut stacks = Vec::new();
+        let mut failure = None;
+        for (id, &address) in &table.balancers {
+            let Some(routes) = table.networks.get(id) else {
+                continue;
+            };
+            if running.contains_key(id) {
+                continue;
+            }
+            let network = &routes.info;
+            match self.opener.open(network) {
+                Ok(fd) => {
+                    let stack = Stack::new(network, address, fd);
+                    let drops = stack.device.drops();
+                    let network = network.clone();
+                    running.insert(
+                        id.clone(),
+                        RunningStack {
+                            address,
+                            network,
+                            drops,
+                        },
+                    );
+                    stacks.push((id.clone(), stack));
+                }
+                Err(e) => {
+                    let message = format!("opening the balancer's device on {}: {e}", network.name);
+                    failure.get_or_insert(io::Error::new(e.kind(), message));
+                }
+            }
+        }
+        self.send(Command::Install { table, stacks })?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// What the balancer has counted so far.
+    pub fn counters(&self) -> BalancerCounters {
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let stacks = self.stacks.lock().unwrap_or_else(|e| e.into_inner());
+        let drops = |field: fn(&DeviceDrops) -> &AtomicU64| {
+            stacks.values().map(|s| load(field(&s.drops))).sum()
+        };
+        BalancerCounters {
+            networks: stacks.len() as u64,
+            connections: load(&c.connections),
+            no_backend: load(&c.no_backend),
+            connect_retries: load(&c.connect_retries),
+            connect_failures: load(&c.connect_failures),
+            device_read_failed: drops(|d| &d.read_failed),
+            device_write_failed: drops(|d| &d.write_failed),
+        }
+    }
+
+    fn send(&self, command: Command) -> io::Result<()> {
+        self.commands
+            .send(command)
+            .map_err(|_| io::Error::other("the balancer thread has stopped"))?;
+        self.waker.wake()
+    }
+}
+
+impl Drop for Balancer {
+    /// Stops the thread: every stack and every proxied connection is dropped.
+    fn drop(&mut self) {
+        let _ = self.send(Command::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the loop counts, shared with [`Balancer::counters`].
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    no_backend: AtomicU64,
+    connect_retries: AtomicU64,
+    connect_failures: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of the balancer's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BalancerCounters {
+    /// Networks the balancer serves on this node.
+    pub networks: u64,
+    /// TCP connections accepted on VIPs.
+    pub connections: u64,
+    /// Connections to a VIP reset because its service had no running task.
+    pub no_backend: u64,
+    /// Connections to a backend that failed and were tried on the next one.
+    pub connect_retries: u64,
+    /// Connections closed because no backend could be reached.
+    pub connect_failures: u64,
+    /// Frames the stacks' devices could not read whole.
+    pub device_read_failed: u64,
+    /// Frames the stacks' devices refused.
+    pub device_write_failed: u64,
+}

@@ -1,0 +1,220 @@
+//! The VIP balancer without root: its stack's device one end of a socket pair, and on the other
+//! end a smoltcp stack standing for the network's tasks (tests/support/smol_backend.rs): a
+//! client at 10.0.0.20 and echoing backends. Checks TCP through a VIP to the same port of a
+//! backend, the spread over backends, retries past a backend that refuses, a service without
+//! tasks, and which ARP requests the balancer answers.
+
+#[path = "support/smol_backend.rs"]
+#[allow(dead_code)] // the mesh's part
+mod smol_backend;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal::net::balancer::Balancer;
+use shoal::net::routes::{NetworkInfo, NetworkRoutes, RouteTable, ServiceRoutes, mac_for};
+use shoal::net::stack::FrameFd;
+use smol_backend::{Backends, PairOpener, backend, ingress};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr,
+};
+
+/// The port the services listen on, and their VIPs take.
+const PORT: u16 = 5432;
+/// The client task's address.
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 20);
+/// The service's VIP.
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+/// This node's balancer address.
+const BALANCER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+
+/// The test's overlay: the backends' network (10.0.0.0/24, gateway 10.0.0.1).
+fn network() -> NetworkInfo {
+    NetworkInfo {
+        id: "overlay".into(),
+        name: "overlay".into(),
+        ..ingress()
+    }
+}
+
+/// A table with one service (VIP 10.0.0.100) whose tasks are at 10.0.0.`last`.
+fn table(tasks: &[u8]) -> Arc<RouteTable> {
+    let info = network();
+    let service = ServiceRoutes {
+        name: "db".into(),
+        aliases: vec!["database".into()],
+        vip: Some(VIP),
+        tasks: tasks.iter().map(|last| backend(*last)).collect(),
+    };
+    let mut table = RouteTable::default();
+    table.balancers.insert(info.id.clone(), BALANCER);
+    table.networks.insert(
+        info.id.clone(),
+        NetworkRoutes {
+            info,
+            endpoints: BTreeMap::new(),
+            services: BTreeMap::from([("svc".to_string(), service)]),
+        },
+    );
+    Arc::new(table)
+}
+
+/// A balancer given `first`, and the far end of its device.
+fn balancer(first: &Arc<RouteTable>) -> (Balancer, FrameFd) {
+    let opener = PairOpener {
+        far_end: Arc::default(),
+        vnet_header: false,
+    };
+    let far_end = opener.far_end.clone();
+    let balancer = Balancer::start_with(opener).unwrap();
+    balancer.install(first.clone()).unwrap();
+    let link = far_end.lock().unwrap().take().expect("a device was opened");
+    (balancer, link)
+}
+
+/// A balancer given `first`, with the client and backends at 10.0.0.x, `(last byte,
+/// listens)`, behind its device.
+fn balancer_with_backends(
+    first: &Arc<RouteTable>,
+    backends: &[(u8, bool)],
+) -> (Balancer, Backends) {
+    let (balancer, link) = balancer(first);
+    let addresses: Vec<(Ipv4Addr, bool)> = [(CLIENT, false)]
+        .into_iter()
+        .chain(
+            backends
+                .iter()
+                .map(|(last, listens)| (Ipv4Addr::new(10, 0, 0, *last), *listens)),
+        )
+        .collect();
+    (balancer, Backends::start(link, &addresses, PORT))
+}
+
+/// What comes back from the VIP for `data`.
+fn through_the_vip(backends: &Backends, data: Vec<u8>) -> Vec<u8> {
+    backends
+        .dial(CLIENT, SocketAddrV4::new(VIP, PORT), data)
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the connection ended")
+}
+
+#[test]
+fn a_megabyte_goes_through_a_vip_to_the_same_port_of_a_task_and_back() {
+    let (balancer, backends) = balancer_with_backends(&table(&[5]), &[(5, true)]);
+    let data: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    assert!(
+        through_the_vip(&backends, data.clone()) == data,
+        "the echo differs"
+    );
+    let counters = balancer.counters();
+    assert_eq!((counters.connections, counters.connect_failures), (1, 0));
+}
+
+#[test]
+fn connections_spread_over_the_tasks() {
+    let (_balancer, backends) = balancer_with_backends(&table(&[5, 6]), &[(5, true), (6, true)]);
+    for i in 0..20u8 {
+        assert_eq!(through_the_vip(&backends, vec![i; 100]), [i; 100]);
+    }
+    // The backends count a connection once its socket listens again.
+    std::thread::sleep(Duration::from_millis(200));
+    let served = backends.served();
+    let on = |last| served.get(&Ipv4Addr::new(10, 0, 0, last)).copied();
+    assert!(on(5) > Some(2) && on(6) > Some(2), "{served:?}");
+}
+
+#[test]
+fn a_refusing_task_is_skipped_for_the_next_one() {
+    let (balancer, backends) = balancer_with_backends(&table(&[5, 6]), &[(5, false), (6, true)]);
+    for i in 0..20u8 {
+        assert_eq!(through_the_vip(&backends, vec![i; 100]), [i; 100]);
+    }
+    let counters = balancer.counters();
+    assert_eq!(counters.connections, 20);
+    assert!(counters.connect_retries > 0, "{counters:?}");
+    assert_eq!(counters.connect_failures, 0);
+}
+
+#[test]
+fn a_service_without_tasks_resets_its_connections() {
+    let (balancer, backends) = balancer_with_backends(&table(&[]), &[(5, true)]);
+    assert!(through_the_vip(&backends, b"hello".to_vec()).is_empty());
+    assert_eq!(balancer.counters().no_backend, 1);
+}
+
+#[test]
+fn arp_is_answered_for_the_vip_the_gateway_and_the_balancer_but_not_for_tasks() {
+    let (_balancer, link) = balancer(&table(&[5]));
+    let gateway = network().gateway;
+    for (asked, answered) in [
+        (VIP, true),
+        (gateway, true),
+        (BALANCER, true),
+        (Ipv4Addr::new(10, 0, 0, 5), false),
+        (CLIENT, false),
+    ] {
+        let reply = ask(&link, asked);
+        match reply {
+            Some(mac) => {
+                assert!(answered, "the balancer answered for {asked}");
+                assert_eq!(mac, mac_for(asked), "{asked} has its own MAC");
+            }
+            None => assert!(!answered, "no answer for {asked}"),
+        }
+    }
+}
+
+/// Sends an ARP request for `target` from the client on `link`: the MAC of the answer, if one
+/// comes within half a second.
+fn ask(link: &FrameFd, target: Ipv4Addr) -> Option<[u8; 6]> {
+    let mut frame = [0u8; 14 + 28];
+    let mut ethernet = EthernetFrame::new_unchecked(&mut frame[..]);
+    EthernetRepr {
+        src_addr: EthernetAddress(mac_for(CLIENT)),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut ethernet);
+    ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(mac_for(CLIENT)),
+        source_protocol_addr: CLIENT,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    }
+    .emit(&mut ArpPacket::new_unchecked(ethernet.payload_mut()));
+    let fd = link.fd.as_raw_fd();
+    // SAFETY: the frame is valid for reads of its length; the descriptor is open.
+    let written = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
+    assert_eq!(written, frame.len() as isize);
+    let mut reply = [0u8; 1514];
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut pollfd, 1, 500) } != 1 {
+        return None;
+    }
+    // SAFETY: the buffer is valid for writes of its length.
+    let n = unsafe { libc::read(fd, reply.as_mut_ptr().cast(), reply.len()) };
+    let ethernet = EthernetFrame::new_checked(&reply[..n.max(0) as usize]).ok()?;
+    let arp = ArpRepr::parse(&ArpPacket::new_checked(ethernet.payload()).ok()?).ok()?;
+    let ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr,
+        source_protocol_addr,
+        ..
+    } = arp
+    else {
+        return None;
+    };
+    assert_eq!(source_protocol_addr, target);
+    assert_eq!(ethernet.src_addr(), source_hardware_addr);
+    Some(source_hardware_addr.0)
+}
