@@ -4,11 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use bollard::models::{IpamConfig, NetworkCreateRequest, NetworkCreateResponse, ObjectVersion};
+use bollard::models::{
+    IpamConfig, NetworkCreateRequest, NetworkCreateResponse, ObjectVersion, TaskState,
+};
 use serde::{Deserialize, Serialize};
 
 use super::body::{Filters, JsonBody};
@@ -467,6 +470,24 @@ pub async fn inspect(
     }))
 }
 
+/// How long a network's removal waits for the tasks still stopping on it: past docker's
+/// default stop grace period (10 s), which a task ignoring SIGTERM takes in full.
+const STOPPING_WAIT: Duration = Duration::from_secs(15);
+
+/// Whether tasks on the network `id` are stopping (their service is gone, or they are no longer
+/// wanted running) and nothing else holds it: a removal then only has to wait for them.
+fn stopping_on(state: &ClusterState, id: &str) -> bool {
+    let mut holders = state
+        .tasks
+        .values()
+        .filter(|t| !t.is_terminal() && t.networks.iter().any(|n| n.network_id == id))
+        .peekable();
+    let leaving = |t: &crate::store::Task| {
+        t.desired_state != TaskState::RUNNING || !state.services.contains_key(&t.service_id)
+    };
+    holders.peek().is_some() && holders.all(leaving)
+}
+
 /// A network as this node sees it (see [`inspect`]).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -487,7 +508,10 @@ pub struct LocalNetworkView {
 }
 
 /// `DELETE /networks/{id}`: refused while a service or a task uses the network (the store
-/// checks again when it applies the removal).
+/// checks again when it applies the removal). Tasks on their way out are waited for first (up
+/// to [`STOPPING_WAIT`]): `docker stack rm` removes a stack's services and at once its networks,
+/// which docker allows while the services' tasks still stop, and shoal only once they have
+/// stopped (until then they hold their addresses on the network).
 pub async fn remove(
     State(daemon): State<Arc<Daemon>>,
     Path(reference): Path<String>,
@@ -497,6 +521,16 @@ pub async fn remove(
         let applied = manager.store.read();
         find(&applied.state, &reference)?.id.clone()
     };
+    let deadline = tokio::time::Instant::now() + STOPPING_WAIT;
+    let mut changes = manager.store.changes();
+    while stopping_on(&manager.store.read().state, &id) {
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
     let key = ObjectKey {
         kind: Kind::Network,
         id,
@@ -603,6 +637,52 @@ mod tests {
         assert!(checked(request("", None)).is_err());
         assert!(checked(request("-x", None)).is_err());
         assert!(checked(request("a b", None)).is_err());
+    }
+
+    #[test]
+    fn a_removal_waits_only_for_tasks_on_their_way_out() {
+        let mut state = ClusterState::default();
+        let n = network();
+        let service = crate::store::Service {
+            id: "s1".into(),
+            meta: Meta::default(),
+            spec: Default::default(),
+            previous_spec: None,
+            generation: 1,
+            update_status: None,
+            endpoint: Default::default(),
+        };
+        let task = crate::store::Task {
+            id: "t1".into(),
+            meta: Meta::default(),
+            service_id: "s1".into(),
+            slot: 1,
+            node_id: None,
+            generation: 1,
+            spec: Default::default(),
+            desired_state: TaskState::RUNNING,
+            status: Default::default(),
+            networks: vec![TaskNetwork {
+                network_id: n.id.clone(),
+                address: "10.0.0.5/24".parse().unwrap(),
+                aliases: Vec::new(),
+            }],
+        };
+        assert!(
+            !stopping_on(&state, &n.id),
+            "nothing on it: nothing to wait for"
+        );
+        state.insert(Object::Task(task.clone()));
+        assert!(stopping_on(&state, &n.id), "its service is gone");
+        state.insert(Object::Service(service));
+        assert!(
+            !stopping_on(&state, &n.id),
+            "wanted running: refused at once"
+        );
+        let mut stopping = task;
+        stopping.desired_state = TaskState::SHUTDOWN;
+        state.insert(Object::Task(stopping));
+        assert!(stopping_on(&state, &n.id), "being shut down");
     }
 
     #[test]
