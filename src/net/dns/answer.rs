@@ -38,18 +38,41 @@ pub enum Outcome {
     Malformed,
 }
 
-/// Answers `query` from `zone` into `out`, or says why it cannot.
+/// Answers `query`, received over UDP, from `zone` into `out`, or says why it cannot.
 ///
 /// A cluster name is answered with NOERROR and its records when the question asks for their
 /// type (or ANY); with NOERROR and no records for any other type (AAAA, say), so that the client
 /// neither waits nor asks elsewhere; with NXDOMAIN when the name has no address now. A reply
 /// holds at most 512 bytes, or what the query's EDNS record offers, up to `out`'s length; records
-/// that do not fit are left out and the reply marked truncated (TC).
+/// that do not fit are left out and the reply marked truncated (TC), upon which the client asks
+/// again over TCP ([`answer_tcp`]).
 ///
 /// # Panics
 ///
 /// If `out` is shorter than 512 bytes.
 pub fn answer(zone: &Zone, query: &[u8], out: &mut [u8]) -> Outcome {
+    respond(zone, query, out, Transport::Udp)
+}
+
+/// As [`answer`], for a query received over TCP (without its two-byte length prefix): the reply
+/// may fill `out`, up to the 65535 bytes a length prefix can count, whatever the query offers.
+///
+/// # Panics
+///
+/// If `out` is shorter than 512 bytes.
+pub fn answer_tcp(zone: &Zone, query: &[u8], out: &mut [u8]) -> Outcome {
+    respond(zone, query, out, Transport::Tcp)
+}
+
+/// The transport a query came over, which bounds the length of its reply.
+#[derive(Clone, Copy)]
+enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Answers `query`, received over `transport`, from `zone` into `out`.
+fn respond(zone: &Zone, query: &[u8], out: &mut [u8], transport: Transport) -> Outcome {
     let (echo, question) = match parse(query) {
         None => return Outcome::Malformed,
         Some(Parsed::Refused(echo, rcode)) => {
@@ -57,6 +80,13 @@ pub fn answer(zone: &Zone, query: &[u8], out: &mut [u8]) -> Outcome {
         }
         Some(Parsed::Question(echo, question)) => (echo, question),
     };
+    // Over UDP, 512 bytes or the client's EDNS offer; over TCP, what a length prefix counts.
+    let limit = match transport {
+        Transport::Udp => echo.edns.map_or(UDP_LIMIT, usize::from).max(UDP_LIMIT),
+        Transport::Tcp => usize::from(u16::MAX),
+    };
+    let room = limit.min(out.len());
+    let out = &mut out[..room];
     let len = match zone.lookup(question.name()) {
         Lookup::NotOurs => return Outcome::Forward,
         Lookup::NoSuchName => echo.write(ResponseCode::NXDomain, true, empty(), out),
@@ -143,8 +173,8 @@ fn parse(query: &[u8]) -> Option<Parsed<'_>> {
 }
 
 impl Echo<'_> {
-    /// Writes the reply with `rcode` and as many of `records` as fit into `out`; returns its
-    /// length.
+    /// Writes the reply with `rcode` and as many of `records` as fit into `out` (all of it);
+    /// returns its length.
     fn write<'r>(
         &self,
         rcode: ResponseCode,
@@ -153,9 +183,8 @@ impl Echo<'_> {
         out: &mut [u8],
     ) -> usize {
         assert!(out.len() >= UDP_LIMIT, "a DNS reply buffer holds 512 bytes");
-        let offer = self.edns.map_or(UDP_LIMIT, usize::from);
         let opt_len = if self.edns.is_some() { OPT.len() } else { 0 };
-        let room = out.len().min(offer.max(UDP_LIMIT)) - opt_len;
+        let room = out.len() - opt_len;
         let mut len = put(out, HEADER_LEN, self.question);
         let (mut answers, mut truncated) = (0u16, false);
         for record in records {

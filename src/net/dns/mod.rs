@@ -2,7 +2,7 @@
 //!
 //! Tasks' `/etc/resolv.conf` points at their network's gateway, an address of the daemon's own
 //! stack on that overlay. The thread that owns the stack receives each datagram sent to port 53
-//! and calls [`answer`] with the network's [`Zone`]: names of the cluster are answered at once,
+//! and calls [`answer`] with the network's [`Zone`] ([`answer_tcp`] for port 53 over TCP): names of the cluster are answered at once,
 //! anything else is sent on to the node's own resolvers by a [`Forwarder`], whose replies (or a
 //! [`servfail`] when none comes) go back to the task. No query waits on the control plane.
 //!
@@ -29,6 +29,6 @@ mod zone;
 #[cfg(test)]
 mod tests;
 
-pub use answer::{Outcome, answer, servfail};
+pub use answer::{Outcome, answer, answer_tcp, servfail};
 pub use forward::Forwarder;
 pub use zone::Zone;

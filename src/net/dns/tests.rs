@@ -8,7 +8,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Outcome, Zone, answer, servfail};
+use super::{Outcome, Zone, answer, answer_tcp, servfail};
 use crate::net::routes::{Backend, NetworkInfo, NetworkRoutes, ServiceRoutes};
 
 /// `10.0.1.<last>`, the test network's addresses.
@@ -271,14 +271,15 @@ fn a_long_answer_is_truncated_to_what_the_client_takes() {
     let lasts: Vec<u8> = (100..160).collect();
     let zone = Zone::new(&routes(vec![service("big", &[], None, &lasts)]));
     let mut out = [0; 4096];
-    let mut ask_big = |edns: Option<u16>, room: usize| {
+    let mut ask_big = |edns: Option<u16>, room: usize, tcp: bool| {
         let mut message = query("big", RecordType::A);
         if let Some(size) = edns {
             let mut opt = Edns::new();
             opt.set_max_payload(size);
             message.set_edns(opt);
         }
-        let Outcome::Reply(len) = answer(&zone, &message.to_vec().unwrap(), &mut out[..room])
+        let respond = if tcp { answer_tcp } else { answer };
+        let Outcome::Reply(len) = respond(&zone, &message.to_vec().unwrap(), &mut out[..room])
         else {
             panic!("no reply");
         };
@@ -288,14 +289,26 @@ fn a_long_answer_is_truncated_to_what_the_client_takes() {
         (len, reply.truncated(), reply.answers().len())
     };
     // Without EDNS, 512 bytes: a header, the question (9 bytes) and 30 records of 16 bytes.
-    assert_eq!(ask_big(None, 4096), (12 + 9 + 30 * 16, true, 30));
+    assert_eq!(ask_big(None, 4096, false), (12 + 9 + 30 * 16, true, 30));
     assert_eq!(
-        ask_big(Some(4096), 4096),
+        ask_big(Some(4096), 4096, false),
         (12 + 9 + 60 * 16 + 11, false, 60)
     );
-    assert_eq!(ask_big(Some(4096), 600), (12 + 9 + 35 * 16 + 11, true, 35));
+    assert_eq!(
+        ask_big(Some(4096), 600, false),
+        (12 + 9 + 35 * 16 + 11, true, 35)
+    );
     // An offer under 512 bytes still gets 512 (RFC 6891 6.2.5).
-    assert_eq!(ask_big(Some(100), 4096), (12 + 9 + 30 * 16 + 11, true, 30));
+    assert_eq!(
+        ask_big(Some(100), 4096, false),
+        (12 + 9 + 30 * 16 + 11, true, 30)
+    );
+    // Over TCP, what the buffer holds.
+    assert_eq!(ask_big(None, 4096, true), (12 + 9 + 60 * 16, false, 60));
+    assert_eq!(
+        ask_big(Some(100), 600, true),
+        (12 + 9 + 35 * 16 + 11, true, 35)
+    );
 }
 
 #[test]
