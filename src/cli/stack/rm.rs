@@ -1,7 +1,10 @@
 //! `shoal stack rm`: a stack's services, then its networks, removed as docker removes them.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Result, bail};
 use bollard::Docker;
+use bollard::errors::Error as ApiError;
 
 use super::{service_name, stack_networks, stack_services};
 use crate::cli::connect::Daemon;
@@ -42,7 +45,7 @@ pub async fn remove(daemon: &Daemon, docker: &Docker, args: &RemoveArgs) -> Resu
             let id = id.unwrap_or(name);
             let removed = match kind {
                 Kind::Service => docker.delete_service(id).await,
-                Kind::Network => docker.remove_network(id).await,
+                Kind::Network => remove_network(docker, id).await,
             };
             if let Err(error) = removed {
                 let reason = daemon.explain(&error.into());
@@ -60,6 +63,29 @@ pub async fn remove(daemon: &Daemon, docker: &Docker, args: &RemoveArgs) -> Resu
         bail!(failed.join("\n"));
     }
     Ok(())
+}
+
+/// How long a network may stay in use by the tasks of the services just removed.
+const IN_USE_WAIT: Duration = Duration::from_secs(30);
+
+/// How often to try again meanwhile.
+const IN_USE_RETRY: Duration = Duration::from_millis(250);
+
+/// Removes the network `id`, waiting for the tasks of the services just removed to let go
+/// of it: their removal takes a moment after their service's, and docker's `stack rm`, which
+/// does not wait, often fails here with "network is in use".
+async fn remove_network(docker: &Docker, id: &str) -> Result<(), ApiError> {
+    let deadline = Instant::now() + IN_USE_WAIT;
+    loop {
+        match docker.remove_network(id).await {
+            Err(ApiError::DockerResponseServerError { message, .. })
+                if message.contains("in use") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(IN_USE_RETRY).await;
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// The kinds of object a stack is made of, as docker's messages name them.
