@@ -2,18 +2,21 @@
 //! end a smoltcp stack standing for the network's tasks (tests/support/smol_backend.rs): a
 //! client at 10.0.0.20 and echoing backends. Checks TCP through a VIP to the same port of a
 //! backend, the spread over backends, retries past a backend that refuses, a service without
-//! tasks, and which ARP requests the balancer answers.
+//! tasks, which ARP requests the balancer answers, and DNS on the gateway: cluster names
+//! answered there, other names forwarded to the node's resolver (a UDP socket on loopback).
 
 #[path = "support/smol_backend.rs"]
 #[allow(dead_code)] // the mesh's part
 mod smol_backend;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
 use shoal::net::balancer::Balancer;
 use shoal::net::routes::{NetworkInfo, NetworkRoutes, RouteTable, ServiceRoutes, mac_for};
 use shoal::net::stack::FrameFd;
@@ -63,17 +66,25 @@ fn table(tasks: &[u8]) -> Arc<RouteTable> {
     Arc::new(table)
 }
 
-/// A balancer given `first`, and the far end of its device.
-fn balancer(first: &Arc<RouteTable>) -> (Balancer, FrameFd) {
+/// A balancer given `first`, and the far end of its device; it sends queries for names outside
+/// the cluster to `resolver`.
+fn balancer_asking(first: &Arc<RouteTable>, resolver: SocketAddr) -> (Balancer, FrameFd) {
     let opener = PairOpener {
         far_end: Arc::default(),
         vnet_header: false,
     };
     let far_end = opener.far_end.clone();
-    let balancer = Balancer::start_with(opener).unwrap();
+    let balancer = Balancer::start_with(opener, vec![resolver]).unwrap();
     balancer.install(first.clone()).unwrap();
     let link = far_end.lock().unwrap().take().expect("a device was opened");
     (balancer, link)
+}
+
+/// A balancer given `first` (with no resolver to forward to), and the far end of its device.
+fn balancer(first: &Arc<RouteTable>) -> (Balancer, FrameFd) {
+    // A port of loopback nothing answers on.
+    let nobody = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    balancer_asking(first, nobody.local_addr().unwrap())
 }
 
 /// A balancer given `first`, with the client and backends at 10.0.0.x, `(last byte,
@@ -83,6 +94,11 @@ fn balancer_with_backends(
     backends: &[(u8, bool)],
 ) -> (Balancer, Backends) {
     let (balancer, link) = balancer(first);
+    (balancer, tasks(link, backends))
+}
+
+/// The client and backends at 10.0.0.x, `(last byte, listens)`, on `link`.
+fn tasks(link: FrameFd, backends: &[(u8, bool)]) -> Backends {
     let addresses: Vec<(Ipv4Addr, bool)> = [(CLIENT, false)]
         .into_iter()
         .chain(
@@ -91,7 +107,7 @@ fn balancer_with_backends(
                 .map(|(last, listens)| (Ipv4Addr::new(10, 0, 0, *last), *listens)),
         )
         .collect();
-    (balancer, Backends::start(link, &addresses, PORT))
+    Backends::start(link, &addresses, PORT)
 }
 
 /// What comes back from the VIP for `data`.
@@ -217,4 +233,63 @@ fn ask(link: &FrameFd, target: Ipv4Addr) -> Option<[u8; 6]> {
     assert_eq!(source_protocol_addr, target);
     assert_eq!(ethernet.src_addr(), source_hardware_addr);
     Some(source_hardware_addr.0)
+}
+
+/// A DNS query for `name` (type A), recursion desired.
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut message = Message::new();
+    message
+        .set_id(0x4242)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    message.to_vec().unwrap()
+}
+
+/// The reply to `query` sent to the gateway's port 53 from the client.
+fn ask_the_gateway(backends: &Backends, query: Vec<u8>) -> Message {
+    let gateway = SocketAddrV4::new(network().gateway, 53);
+    let reply = backends
+        .ask(CLIENT, gateway, query)
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the gateway answered");
+    Message::from_vec(&reply).unwrap()
+}
+
+#[test]
+fn the_gateway_answers_a_service_name_with_its_vip() {
+    let (balancer, backends) = balancer_with_backends(&table(&[5]), &[(5, true)]);
+    for name in ["db.", "database."] {
+        let reply = ask_the_gateway(&backends, dns_query(name));
+        assert_eq!(reply.id(), 0x4242);
+        let addresses: Vec<RData> = reply.answers().iter().map(|r| r.data().clone()).collect();
+        assert_eq!(addresses, [RData::A(VIP.into())], "{name}");
+    }
+    assert_eq!(balancer.counters().dns_queries, 2);
+}
+
+#[test]
+fn other_names_go_to_the_node_resolver_and_back() {
+    let resolver = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    resolver
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (balancer, link) = balancer_asking(&table(&[5]), resolver.local_addr().unwrap());
+    let backends = tasks(link, &[(5, true)]);
+    let reply = std::thread::spawn(move || ask_the_gateway(&backends, dns_query("example.com.")));
+    // The resolver answers as a resolver would: the query, turned into a response.
+    let mut datagram = [0u8; 512];
+    let (n, forwarder) = resolver.recv_from(&mut datagram).unwrap();
+    let mut response = Message::from_vec(&datagram[..n]).unwrap();
+    response
+        .set_message_type(MessageType::Response)
+        .set_response_code(ResponseCode::NXDomain);
+    resolver
+        .send_to(&response.to_vec().unwrap(), forwarder)
+        .unwrap();
+    let reply = reply.join().unwrap();
+    assert_eq!(reply.id(), 0x4242, "the client's ID is given back");
+    assert_eq!(reply.response_code(), ResponseCode::NXDomain);
+    assert_eq!(balancer.counters().dns_forwarded, 1);
 }

@@ -6,8 +6,8 @@
 //! Nothing under `net` imports the control plane: the data plane works from [`routes::RouteTable`]
 //! snapshots, plain data that tests can build by hand.
 
-pub mod dns;
 pub mod balancer;
+pub mod dns;
 pub mod mesh;
 pub mod overlay;
 pub mod plumb;

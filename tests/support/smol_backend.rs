@@ -161,6 +161,8 @@ pub struct Backends {
     thread: Option<JoinHandle<()>>,
     /// Connections to make, taken by the thread.
     dials: Arc<Mutex<Vec<Dial>>>,
+    /// Datagrams to send, taken by the thread.
+    asks: Arc<Mutex<Vec<Ask>>>,
     /// Connections each address served to their end.
     served: Arc<Mutex<BTreeMap<Ipv4Addr, usize>>>,
 }
@@ -172,6 +174,14 @@ struct Dial {
     to: SocketAddrV4,
     data: Vec<u8>,
     received: mpsc::Sender<Vec<u8>>,
+}
+
+/// A datagram the stack sends as a client: the first datagram back goes to `reply`.
+struct Ask {
+    from: Ipv4Addr,
+    to: SocketAddrV4,
+    data: Vec<u8>,
+    reply: mpsc::Sender<Vec<u8>>,
 }
 
 /// A dial in progress: its socket and how much of its data went out.
@@ -214,11 +224,14 @@ impl Backends {
         let stopping = stop.clone();
         let dials: Arc<Mutex<Vec<Dial>>> = Arc::default();
         let new_dials = dials.clone();
+        let asks: Arc<Mutex<Vec<Ask>>> = Arc::default();
+        let new_asks = asks.clone();
         let served: Arc<Mutex<BTreeMap<Ipv4Addr, usize>>> = Arc::default();
         let counted = served.clone();
         let thread = std::thread::spawn(move || {
             let mut buffer = vec![0u8; 65536];
             let mut dialing: Vec<Dialing> = Vec::new();
+            let mut asking: Vec<(SocketHandle, mpsc::Sender<Vec<u8>>)> = Vec::new();
             let mut next_port = 40000;
             while !stopping.load(Ordering::Relaxed) {
                 for dial in new_dials.lock().unwrap().drain(..) {
@@ -238,6 +251,24 @@ impl Backends {
                         received: Vec::new(),
                     });
                 }
+                for ask in new_asks.lock().unwrap().drain(..) {
+                    next_port += 1;
+                    let buffer = || {
+                        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 8192])
+                    };
+                    let mut socket = udp::Socket::new(buffer(), buffer());
+                    socket.bind((ask.from, next_port)).unwrap();
+                    socket.send_slice(&ask.data, ask.to).unwrap();
+                    asking.push((stack.sockets.add(socket), ask.reply));
+                }
+                asking.retain(|(socket, reply)| {
+                    let socket = stack.sockets.get_mut::<udp::Socket>(*socket);
+                    let Ok((data, _)) = socket.recv() else {
+                        return true;
+                    };
+                    let _ = reply.send(data.to_vec());
+                    false
+                });
                 dialing.retain_mut(|d| {
                     let socket = stack.sockets.get_mut::<tcp::Socket>(d.socket);
                     if socket.can_send() && d.sent < d.dial.data.len() {
@@ -296,8 +327,23 @@ impl Backends {
             stop,
             thread: Some(thread),
             dials,
+            asks,
             served,
         }
+    }
+
+    /// Sends `data` in a datagram from `from` (one of the stack's addresses) to `to`; the
+    /// receiver gets the first datagram back.
+    #[allow(dead_code)] // tests/balancer.rs's
+    pub fn ask(&self, from: Ipv4Addr, to: SocketAddrV4, data: Vec<u8>) -> mpsc::Receiver<Vec<u8>> {
+        let (reply, receiver) = mpsc::channel();
+        self.asks.lock().unwrap().push(Ask {
+            from,
+            to,
+            data,
+            reply,
+        });
+        receiver
     }
 
     /// Connects from `from` (one of the stack's addresses) to `to`, sends `data` and ends its

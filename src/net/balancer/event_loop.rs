@@ -4,20 +4,24 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use smoltcp::socket::tcp;
 
 use super::Counters;
+use super::dns::{Client, Resolver};
 use super::network::Network;
+use crate::net::dns::Forwarder;
 use crate::net::mesh::slab::Slab;
 use crate::net::routes::RouteTable;
 use crate::net::stack::Stack;
 
 /// Token of the waker that says a command is waiting; a network's device has its index's.
 pub const WAKER: Token = Token(usize::MAX);
+/// Token of the socket the node's resolvers answer on.
+const FORWARDER: Token = Token(usize::MAX - 1);
 /// Rounds of moving data and polling a stack before the loop looks at the kernel again.
 const MAX_ROUNDS: usize = 64;
 /// The longest wait for events when no stack has a timer running.
@@ -57,11 +61,22 @@ pub struct Looper {
     /// Network indices by network ID.
     ids: BTreeMap<String, usize>,
     shared: Shared,
+    resolver: Resolver,
 }
 
 impl Looper {
-    pub fn new(poll: Poll, commands: mpsc::Receiver<Command>, counters: Arc<Counters>) -> Looper {
-        Looper {
+    /// The loop's state, polling the forwarder's socket (if any) in `poll`.
+    pub fn new(
+        poll: Poll,
+        commands: mpsc::Receiver<Command>,
+        counters: Arc<Counters>,
+        mut forwarder: Option<Forwarder<Client>>,
+    ) -> io::Result<Looper> {
+        if let Some(forwarder) = forwarder.as_mut() {
+            poll.registry()
+                .register(forwarder.socket(), FORWARDER, Interest::READABLE)?;
+        }
+        Ok(Looper {
             poll,
             commands,
             networks: Slab::new(),
@@ -71,7 +86,8 @@ impl Looper {
                 pool: Vec::new(),
                 scratch: vec![0; SCRATCH].into_boxed_slice(),
             },
-        }
+            resolver: Resolver::new(forwarder),
+        })
     }
 
     pub fn run(mut self) {
@@ -91,6 +107,7 @@ impl Looper {
                             return;
                         }
                     }
+                    FORWARDER => self.resolver.relay_replies(&mut self.networks),
                     Token(index) => {
                         if let Some(network) = self.networks.get_mut(index) {
                             network.readable = true;
@@ -98,16 +115,24 @@ impl Looper {
                     }
                 }
             }
+            let counters = &self.shared.counters;
+            self.resolver.expire(&mut self.networks, counters);
             for index in 0..self.networks.bound() {
                 self.turn(index);
             }
         }
     }
 
-    /// How long to wait for events: until the first stack timer, at most [`IDLE_WAIT`].
+    /// How long to wait for events: until the first stack timer or forwarded query's
+    /// deadline, at most [`IDLE_WAIT`].
     fn timeout(&mut self) -> Duration {
+        let forwarded = self.resolver.forwarder.as_ref().and_then(|f| {
+            let deadline = f.next_deadline()?;
+            Some(deadline.saturating_duration_since(Instant::now()))
+        });
         (0..self.networks.bound())
             .filter_map(|index| self.networks.get_mut(index)?.stack.poll_delay())
+            .chain(forwarded)
             .fold(IDLE_WAIT, Duration::min)
     }
 
@@ -123,7 +148,8 @@ impl Looper {
             true // timers may have fired: pump once
         };
         for _ in 0..MAX_ROUNDS {
-            let moved = network.pump_connections(&mut self.shared);
+            let moved = network.pump_connections(&mut self.shared)
+                | network.answer_queries(index, &mut self.resolver, &self.shared.counters);
             let sent = network.stack.egress();
             network.bury(&mut self.shared.pool);
             if !changed && !moved && !sent {
@@ -156,8 +182,11 @@ impl Looper {
         for id in gone {
             self.remove(&id);
         }
+        let mut new = BTreeMap::new();
         for (id, stack) in stacks {
-            self.add(id, stack);
+            if let Some(routes) = table.networks.get(&id) {
+                new.insert(id, Network::new(stack, routes));
+            }
         }
         for (id, &index) in &self.ids {
             if let (Some(network), Some(routes)) =
@@ -166,12 +195,15 @@ impl Looper {
                 network.follow(routes);
             }
         }
+        for (id, network) in new {
+            self.add(id, network);
+        }
     }
 
-    /// Serves a network with `stack`.
-    fn add(&mut self, id: String, stack: Stack) {
-        let fd: RawFd = stack.fd();
-        let index = self.networks.insert(Network::new(stack));
+    /// Serves `network`.
+    fn add(&mut self, id: String, network: Network) {
+        let fd: RawFd = network.stack.fd();
+        let index = self.networks.insert(network);
         if let Err(e) =
             self.poll
                 .registry()

@@ -13,22 +13,28 @@
 //! address and port; a backend that refuses or does not answer is skipped for the next, as the
 //! routing mesh does. Both legs are sockets of the same stack: the loop copies bytes between
 //! their buffers without a lock or an allocation per packet.
+//!
+//! The gateway answers DNS on port 53 (UDP) from the network's names ([`crate::net::dns`]); other
+//! names go to the node's own resolvers.
 
 #![warn(missing_docs)]
 
+mod dns;
 mod event_loop;
 mod network;
 mod tcp;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use serde::Serialize;
 
+use crate::net::dns::Forwarder;
 use crate::net::mesh::DeviceOpener;
 use crate::net::routes::{NetworkInfo, RouteTable};
 use crate::net::stack::{DeviceDrops, FrameFd, Stack};
@@ -64,18 +70,35 @@ struct RunningStack {
 }
 
 impl Balancer {
-    /// Starts the balancer thread with TAP devices; it serves no network yet.
-    pub fn start() -> io::Result<Balancer> {
-        Balancer::start_with(BalancerTapOpener)
+    /// Starts the balancer thread with TAP devices, sending DNS queries for names outside the
+    /// cluster to the nameservers of `resolv_conf` (the node's `/etc/resolv.conf`); it serves
+    /// no network yet.
+    pub fn start(resolv_conf: &Path) -> io::Result<Balancer> {
+        let forwarder = Forwarder::from_resolv_conf(resolv_conf);
+        Balancer::launch(BalancerTapOpener, forwarder)
     }
 
-    /// Starts the balancer thread with `opener` providing each network's device.
-    pub fn start_with(opener: impl DeviceOpener) -> io::Result<Balancer> {
+    /// Starts the balancer thread with `opener` providing each network's device, sending DNS
+    /// queries for names outside the cluster to `resolvers`.
+    pub fn start_with(
+        opener: impl DeviceOpener,
+        resolvers: Vec<SocketAddr>,
+    ) -> io::Result<Balancer> {
+        Balancer::launch(opener, Forwarder::new(resolvers))
+    }
+
+    fn launch(
+        opener: impl DeviceOpener,
+        forwarder: io::Result<Forwarder<dns::Client>>,
+    ) -> io::Result<Balancer> {
+        let forwarder = forwarder
+            .inspect_err(|e| tracing::warn!("DNS answers SERVFAIL for other names: {e}"))
+            .ok();
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), event_loop::WAKER)?);
         let (commands, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
-        let looper = Looper::new(poll, receiver, counters.clone());
+        let looper = Looper::new(poll, receiver, counters.clone(), forwarder)?;
         let thread = std::thread::Builder::new()
             .name("balancer".into())
             .spawn(move || looper.run())?;
@@ -150,6 +173,9 @@ impl Balancer {
             no_backend: load(&c.no_backend),
             connect_retries: load(&c.connect_retries),
             connect_failures: load(&c.connect_failures),
+            dns_queries: load(&c.dns_queries),
+            dns_forwarded: load(&c.dns_forwarded),
+            dns_failed: load(&c.dns_failed),
             device_read_failed: drops(|d| &d.read_failed),
             device_write_failed: drops(|d| &d.write_failed),
         }
@@ -180,6 +206,9 @@ struct Counters {
     no_backend: AtomicU64,
     connect_retries: AtomicU64,
     connect_failures: AtomicU64,
+    dns_queries: AtomicU64,
+    dns_forwarded: AtomicU64,
+    dns_failed: AtomicU64,
 }
 
 impl Counters {
@@ -202,6 +231,12 @@ pub struct BalancerCounters {
     pub connect_retries: u64,
     /// Connections closed because no backend could be reached.
     pub connect_failures: u64,
+    /// DNS queries received on gateways.
+    pub dns_queries: u64,
+    /// Queries for names outside the cluster sent on to the node's resolvers.
+    pub dns_forwarded: u64,
+    /// Queries answered SERVFAIL: no resolver could be asked, or none answered in time.
+    pub dns_failed: u64,
     /// Frames the stacks' devices could not read whole.
     pub device_read_failed: u64,
     /// Frames the stacks' devices refused.

@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 
 use smoltcp::iface::SocketHandle;
 
+use super::dns;
 use super::tcp::Connection;
+use crate::net::dns::Zone;
 use crate::net::mesh::maglev::{Maglev, maglev_for};
 use crate::net::mesh::slab::Slab;
 use crate::net::routes::{Backend, NetworkRoutes};
@@ -24,6 +26,10 @@ pub struct Network {
     pub dying: Vec<(SocketHandle, Option<u16>)>,
     /// The device has frames to read (it reports each arrival once: edge-triggered).
     pub readable: bool,
+    /// The DNS socket, at the gateway's port 53.
+    pub dns: SocketHandle,
+    /// The names DNS answers on the network.
+    pub zone: Zone,
 }
 
 /// A service's VIP: where its connections go.
@@ -35,22 +41,28 @@ pub struct Vip {
 }
 
 impl Network {
-    /// The network served by `stack`, with no VIP yet.
-    pub fn new(stack: Stack) -> Network {
-        Network {
+    /// The network of `routes` served by `stack`.
+    pub fn new(mut stack: Stack, routes: &NetworkRoutes) -> Network {
+        let dns = stack.sockets.add(dns::socket(routes.info.gateway));
+        let mut network = Network {
             stack,
             vips: HashMap::new(),
             connections: Slab::new(),
             dying: Vec::new(),
             // Whatever waits on a new device was never reported.
             readable: true,
-        }
+            dns,
+            zone: Zone::new(routes),
+        };
+        network.follow(routes);
+        network
     }
 
-    /// Takes the network's VIPs and backends from `routes`, and claims the VIPs and the
+    /// Takes the network's names, VIPs and backends from `routes`, and claims the VIPs and the
     /// gateway. A VIP's Maglev table is rebuilt only when its backends changed; connections
     /// already made stay with their backend.
     pub fn follow(&mut self, routes: &NetworkRoutes) {
+        self.zone = Zone::new(routes);
         let mut vips = HashMap::new();
         for service in routes.services.values() {
             let Some(address) = service.vip else {

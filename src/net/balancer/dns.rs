@@ -1,0 +1,138 @@
+//! The embedded DNS on each network's gateway: a UDP socket of the network's stack at
+//! `gateway:53`, answered from the network's [`Zone`]; names outside the cluster go to the node's
+//! resolvers through one [`Forwarder`] shared by every network, and its replies (or a SERVFAIL
+//! when none comes) go back through the same socket.
+
+use std::time::Instant;
+
+use smoltcp::socket::udp;
+use smoltcp::wire::IpEndpoint;
+
+use super::Counters;
+use super::network::Network;
+use crate::net::dns::{Forwarder, Outcome, answer, servfail};
+use crate::net::mesh::slab::Slab;
+
+/// The DNS port.
+const PORT: u16 = 53;
+/// Queries and replies each network's DNS socket queues in each direction.
+const QUEUE_DATAGRAMS: usize = 64;
+/// The largest query taken and reply given (what nearly every EDNS client offers).
+const MAX_MESSAGE: usize = 4096;
+
+/// Whom a forwarded query is for: the network's index and the client.
+pub type Client = (usize, IpEndpoint);
+
+/// What every network's DNS shares: the forwarder and the buffers a message is built in.
+pub struct Resolver {
+    /// Sends queries for other names on; `None` when the node's resolvers are unknown (every
+    /// such query fails at once).
+    pub forwarder: Option<Forwarder<Client>>,
+    query: Box<[u8]>,
+    reply: Box<[u8]>,
+}
+
+impl Resolver {
+    /// A resolver forwarding with `forwarder`.
+    pub fn new(forwarder: Option<Forwarder<Client>>) -> Resolver {
+        Resolver {
+            forwarder,
+            query: vec![0; MAX_MESSAGE].into_boxed_slice(),
+            reply: vec![0; MAX_MESSAGE].into_boxed_slice(),
+        }
+    }
+
+    /// Sends every reply the node's resolvers gave to its client.
+    pub fn relay_replies(&mut self, networks: &mut Slab<Network>) {
+        let Some(forwarder) = self.forwarder.as_mut() else {
+            return;
+        };
+        while let Some(((index, client), len)) = forwarder.receive(&mut self.reply) {
+            if let Some(network) = networks.get_mut(index) {
+                network.send_reply(client, &self.reply[..len]);
+            }
+        }
+    }
+
+    /// Answers SERVFAIL to the queries the node's resolvers left unanswered too long.
+    pub fn expire(&mut self, networks: &mut Slab<Network>, counters: &Counters) {
+        let Some(forwarder) = self.forwarder.as_mut() else {
+            return;
+        };
+        let reply = &mut self.reply;
+        forwarder.expire(Instant::now(), |(index, client), query| {
+            Counters::add(&counters.dns_failed, 1);
+            if let (Some(network), Some(len)) = (networks.get_mut(index), servfail(query, reply)) {
+                network.send_reply(client, &reply[..len]);
+            }
+        });
+    }
+}
+
+/// A UDP socket for DNS at `gateway`'s port 53.
+pub fn socket(gateway: std::net::Ipv4Addr) -> udp::Socket<'static> {
+    let buffer = || {
+        udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; QUEUE_DATAGRAMS],
+            vec![0; QUEUE_DATAGRAMS * 512],
+        )
+    };
+    let mut socket = udp::Socket::new(buffer(), buffer());
+    socket
+        .bind((gateway, PORT))
+        .expect("an unbound socket binds to a non-zero port");
+    socket
+}
+
+impl Network {
+    /// Answers every query waiting on the network's DNS socket (network `index`), or sends it
+    /// on; whether any was taken.
+    pub fn answer_queries(
+        &mut self,
+        index: usize,
+        resolver: &mut Resolver,
+        counters: &Counters,
+    ) -> bool {
+        let mut answered = false;
+        loop {
+            let socket = self.stack.sockets.get_mut::<udp::Socket>(self.dns);
+            let (len, meta) = match socket.recv_slice(&mut resolver.query) {
+                Ok(received) => received,
+                // Longer than any query: dropped.
+                Err(udp::RecvError::Truncated) => continue,
+                Err(udp::RecvError::Exhausted) => return answered,
+            };
+            answered = true;
+            Counters::add(&counters.dns_queries, 1);
+            let query = &resolver.query[..len];
+            let len = match answer(&self.zone, query, &mut resolver.reply) {
+                Outcome::Reply(len) => len,
+                Outcome::Malformed => continue,
+                Outcome::Forward => {
+                    let client = (index, meta.endpoint);
+                    let forwarded = resolver
+                        .forwarder
+                        .as_mut()
+                        .map(|f| f.forward(query, client, Instant::now()));
+                    if forwarded == Some(Ok(())) {
+                        Counters::add(&counters.dns_forwarded, 1);
+                        continue;
+                    }
+                    Counters::add(&counters.dns_failed, 1);
+                    match servfail(query, &mut resolver.reply) {
+                        Some(len) => len,
+                        None => continue,
+                    }
+                }
+            };
+            self.send_reply(meta.endpoint, &resolver.reply[..len]);
+        }
+    }
+
+    /// Sends a DNS reply to `client` from the gateway; dropped if the socket's queue is full
+    /// (the client asks again).
+    pub fn send_reply(&mut self, client: IpEndpoint, reply: &[u8]) {
+        let socket = self.stack.sockets.get_mut::<udp::Socket>(self.dns);
+        let _ = socket.send_slice(reply, client);
+    }
+}
