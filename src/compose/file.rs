@@ -29,29 +29,38 @@ pub struct ComposeFile {
 /// One service.
 #[derive(Debug, Default, Deserialize)]
 pub struct Service {
+    /// The image; for the process executor, the program to run.
     pub image: Option<String>,
     /// The task's arguments (ContainerSpec.Args).
     pub command: Option<Words>,
     /// Replaces the image's program (ContainerSpec.Command).
     pub entrypoint: Option<Words>,
+    /// The tasks' environment variables.
     #[serde(default)]
     pub environment: Mapping,
     /// Container labels (service labels live under `deploy`).
     #[serde(default)]
     pub labels: Mapping,
+    /// The ports published for the service.
     #[serde(default)]
     pub ports: Vec<Port>,
+    /// What is mounted into the tasks.
     #[serde(default)]
     pub volumes: Vec<ServiceVolume>,
+    /// The networks the tasks join; the stack's default network when absent.
     pub networks: Option<ServiceNetworks>,
+    /// The tasks' hostname.
     pub hostname: Option<String>,
+    /// The directory the program starts in.
     pub working_dir: Option<String>,
+    /// The user the program runs as.
     pub user: Option<String>,
     /// A Go duration (`10s`, `1m30s`).
     pub stop_grace_period: Option<String>,
     /// Docker's engine restart policy; ignored with a warning, but docker still reads it as
     /// the swarm restart policy when `deploy.restart_policy` is absent.
     pub restart: Option<String>,
+    /// How swarm runs the service.
     pub deploy: Option<Deploy>,
 }
 
@@ -59,7 +68,9 @@ pub struct Service {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Words {
+    /// One string, split as a shell would.
     Line(String),
+    /// The items as written.
     List(Vec<String>),
 }
 
@@ -68,7 +79,9 @@ pub enum Words {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Mapping {
+    /// The items as written.
     List(Vec<String>),
+    /// Keys with their values.
     Map(BTreeMap<String, Value>),
 }
 
@@ -82,16 +95,22 @@ impl Default for Mapping {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Port {
+    /// A bare number.
     Number(u16),
+    /// The short syntax, one string.
     Short(String),
+    /// The long syntax, a mapping.
     Long(LongPort),
 }
 
 /// The long form of a published port.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LongPort {
+    /// The port (or path) inside the task.
     pub target: u16,
+    /// The port published on every node; the daemon picks one when absent.
     pub published: Option<u16>,
+    /// `tcp` (the default), `udp` or `sctp`.
     pub protocol: Option<String>,
     /// `ingress` (the routing mesh, the default) or `host`.
     pub mode: Option<String>,
@@ -101,7 +120,9 @@ pub struct LongPort {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ServiceVolume {
+    /// The short syntax, one string.
     Short(String),
+    /// The long syntax, a mapping.
     Long(LongVolume),
 }
 
@@ -111,8 +132,11 @@ pub struct LongVolume {
     /// `volume`, `bind` or `tmpfs`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// A volume name or, for a bind mount, a host path.
     pub source: Option<String>,
+    /// The port (or path) inside the task.
     pub target: Option<String>,
+    /// Whether the task may only read.
     #[serde(default)]
     pub read_only: bool,
 }
@@ -121,7 +145,9 @@ pub struct LongVolume {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ServiceNetworks {
+    /// The items as written.
     List(Vec<String>),
+    /// Keys with their values.
     Map(BTreeMap<String, Option<Attachment>>),
 }
 
@@ -131,6 +157,7 @@ pub struct Attachment {
     /// Extra names the service answers to on this network (its short name always is one).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Options for the driver.
     #[serde(default)]
     pub driver_opts: BTreeMap<String, Value>,
 }
@@ -140,17 +167,23 @@ pub struct Attachment {
 pub struct Network {
     /// The network's real name, instead of `<stack>_<key>`.
     pub name: Option<String>,
+    /// The driver that makes the object.
     pub driver: Option<String>,
+    /// Options for the driver.
     #[serde(default)]
     pub driver_opts: BTreeMap<String, Value>,
+    /// Address management: the subnets to use.
     pub ipam: Option<Ipam>,
     /// A network made outside the stack: used by its name, never created or removed.
     #[serde(default)]
     pub external: External,
+    /// Whether the network is cut off from the outside.
     #[serde(default)]
     pub internal: bool,
+    /// Whether standalone containers may join the network.
     #[serde(default)]
     pub attachable: bool,
+    /// Labels for the object (the stack's label is added).
     #[serde(default)]
     pub labels: Mapping,
 }
@@ -158,7 +191,9 @@ pub struct Network {
 /// A network's address management.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Ipam {
+    /// The driver that makes the object.
     pub driver: Option<String>,
+    /// The subnets.
     #[serde(default)]
     pub config: Vec<IpamConfig>,
 }
@@ -166,6 +201,7 @@ pub struct Ipam {
 /// One subnet of a network.
 #[derive(Debug, Clone, Deserialize)]
 pub struct IpamConfig {
+    /// A subnet in CIDR form.
     pub subnet: Option<String>,
 }
 
@@ -173,8 +209,11 @@ pub struct IpamConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum External {
+    /// `external: true` or `false`.
     Flag(bool),
-    Named { name: Option<String> },
+    Named {
+        name: Option<String>,
+    },
 }
 
 impl Default for External {
@@ -201,12 +240,17 @@ impl External {
 /// A top-level named volume.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Volume {
+    /// The object's real name, instead of `<stack>_<key>`.
     pub name: Option<String>,
+    /// The driver that makes the object.
     pub driver: Option<String>,
+    /// Options for the driver.
     #[serde(default)]
     pub driver_opts: BTreeMap<String, Value>,
+    /// An object made outside the stack: used by its name, never created.
     #[serde(default)]
     pub external: External,
+    /// Labels for the object (the stack's label is added).
     #[serde(default)]
     pub labels: Mapping,
 }
@@ -216,15 +260,21 @@ pub struct Volume {
 pub struct Deploy {
     /// `replicated` (the default), `global`, `replicated-job` or `global-job`.
     pub mode: Option<String>,
+    /// The number of tasks of a replicated service.
     pub replicas: Option<u64>,
     /// Service labels.
     #[serde(default)]
     pub labels: Mapping,
+    /// How updates roll.
     pub update_config: Option<UpdateConfig>,
+    /// How rollbacks roll.
     pub rollback_config: Option<UpdateConfig>,
+    /// Limits and reservations.
     #[serde(default)]
     pub resources: Resources,
+    /// When tasks are restarted.
     pub restart_policy: Option<RestartPolicy>,
+    /// Where tasks may go.
     #[serde(default)]
     pub placement: Placement,
     /// `vip` (the default) or `dnsrr`.
@@ -234,18 +284,26 @@ pub struct Deploy {
 /// How updates (and rollbacks) roll through the tasks.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct UpdateConfig {
+    /// Tasks changed at once (default 1; 0 means all).
     pub parallelism: Option<u64>,
+    /// A Go duration to wait between batches (or restarts).
     pub delay: Option<String>,
+    /// `pause`, `continue` or `rollback`.
     pub failure_action: Option<String>,
+    /// A Go duration to watch each task for failure after its change.
     pub monitor: Option<String>,
+    /// The failure ratio tolerated during the update.
     pub max_failure_ratio: Option<f64>,
+    /// `stop-first` or `start-first`.
     pub order: Option<String>,
 }
 
 /// Resource limits and reservations.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Resources {
+    /// What a task may use at most.
     pub limits: Option<ResourceAmounts>,
+    /// What a node must have free for a task.
     pub reservations: Option<ResourceAmounts>,
 }
 
@@ -256,6 +314,7 @@ pub struct ResourceAmounts {
     pub cpus: Option<Scalar>,
     /// A size such as `"512M"` or a number of bytes.
     pub memory: Option<Scalar>,
+    /// The most processes a task may run.
     pub pids: Option<i64>,
 }
 
@@ -263,7 +322,9 @@ pub struct ResourceAmounts {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Scalar {
+    /// A string.
     Text(String),
+    /// A bare number.
     Number(serde_yaml_ng::Number),
 }
 
@@ -281,23 +342,30 @@ impl std::fmt::Display for Scalar {
 pub struct RestartPolicy {
     /// `none`, `on-failure` or `any`.
     pub condition: Option<String>,
+    /// A Go duration to wait between batches (or restarts).
     pub delay: Option<String>,
+    /// Restarts before giving up.
     pub max_attempts: Option<u64>,
+    /// A Go duration to wait before deciding a restart worked.
     pub window: Option<String>,
 }
 
 /// Where tasks may go.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Placement {
+    /// Node constraints such as `node.role == manager`.
     #[serde(default)]
     pub constraints: Vec<String>,
+    /// How to spread tasks over nodes.
     #[serde(default)]
     pub preferences: Vec<Preference>,
+    /// The most tasks of the service on one node.
     pub max_replicas_per_node: Option<u64>,
 }
 
 /// A placement preference; spreading over a node attribute is the only kind.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Preference {
+    /// The node attribute to spread tasks over (`node.labels.zone`).
     pub spread: String,
 }
