@@ -513,5 +513,5 @@ fn the_shop_example_has_the_seeds_shape() {
     assert_eq!(web_container.image.as_deref(), Some("busybox"));
     let args = web_container.args.as_deref().unwrap();
     assert_eq!(args[..2], ["nc", "-ll"]);
-    assert!(args.last().unwrap().contains("busybox nc db 3306"));
+    assert!(args.last().unwrap().contains("busybox nc -w 2 db 3306"));
 }
