@@ -14,11 +14,16 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
 
+use crate::net::balancer::{Balancer, BalancerCounters};
 use crate::net::mesh::{DirectConfig, Mesh, MeshConfig, MeshCounters};
 use crate::net::overlay::{Engine, EngineConfig, EngineCounters};
 use crate::net::plumb::{Attachment, NetnsFile, Plumber};
 use crate::net::routes::{NetworkInfo, RouteChange, RouteTable};
 use crate::store::Task;
+
+/// The node's resolvers, where DNS sends names outside the cluster (the daemon runs in the
+/// node's network namespace, so it reaches them all).
+const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// This node's view of its overlays, and the devices and engine that carry them.
 pub struct NodeNetwork {
@@ -40,6 +45,8 @@ struct Devices {
     engine: Option<(Engine, u16)>,
     /// The routing mesh, from the first table that gives this node an ingress address.
     mesh: Option<Mesh>,
+    /// The VIP balancer and DNS, while the table gives this node a balancer address.
+    balancer: Option<Balancer>,
 }
 
 impl NodeNetwork {
@@ -78,6 +85,12 @@ impl NodeNetwork {
         devices.mesh.as_ref().map(Mesh::counters)
     }
 
+    /// The VIP balancer's counters, while it runs.
+    pub async fn balancer_counters(&self) -> Option<BalancerCounters> {
+        let devices = self.devices.lock().await;
+        devices.balancer.as_ref().map(Balancer::counters)
+    }
+
     /// Applies a route update from the leader (from an empty table if `reset`), then makes the
     /// devices and the engine follow it.
     pub async fn update(
@@ -110,6 +123,13 @@ impl NodeNetwork {
         {
             // Opens the stack's TAP if the ingress address is new: the bridge takes it below.
             mesh.install(table.clone(), data_path_port)?;
+        }
+        if let Some(balancer) = devices.balancer(!table.balancers.is_empty())? {
+            // Opens the TAPs of networks new to it: the bridges take them below. A TAP that
+            // cannot be opened leaves that network without VIPs and DNS, not the others.
+            if let Err(e) = balancer.install(table.clone()) {
+                tracing::warn!("{e}");
+            }
         }
         for routes in table.networks.values() {
             plumber.ensure_network(&routes.info).await?;
@@ -188,6 +208,7 @@ impl NodeNetwork {
         let old = self.table.swap(Arc::new(RouteTable::default()));
         let mut devices = self.devices.lock().await;
         devices.mesh = None;
+        devices.balancer = None;
         devices.engine = None;
         let Some(plumber) = devices.plumber.clone() else {
             return;
@@ -230,6 +251,20 @@ impl Devices {
             self.mesh = Some(mesh);
         }
         Ok(self.mesh.as_ref())
+    }
+
+    /// The balancer, started when first `wanted` and stopped when no longer; `None` while not
+    /// wanted.
+    fn balancer(&mut self, wanted: bool) -> anyhow::Result<Option<&Balancer>> {
+        if !wanted {
+            self.balancer = None;
+        } else if self.balancer.is_none() {
+            let balancer = Balancer::start(Path::new(RESOLV_CONF))
+                .map_err(|e| anyhow::anyhow!("starting the VIP balancer: {e}"))?;
+            tracing::info!("VIP balancer started");
+            self.balancer = Some(balancer);
+        }
+        Ok(self.balancer.as_ref())
     }
 
     /// The engine, started (or restarted, if the swarm's data port changed) on first need.

@@ -57,8 +57,13 @@ impl Plumber {
             .await
             .map_err(fail("setting the MTU and up on"))?;
 
-        // The engine's TAP, and the daemon's own stack's TAP where it has one.
-        for tap in [info.tap_name(), info.stack_tap_name()] {
+        // The engine's TAP, and the TAPs of the daemon's own stacks where it has them (the
+        // routing mesh's, the VIP balancer's).
+        for tap in [
+            info.tap_name(),
+            info.stack_tap_name(),
+            info.balancer_tap_name(),
+        ] {
             let fail_tap = |e| {
                 let operation = format!("adding TAP {tap} to bridge {name}");
                 PlumbError::new(operation, e)
