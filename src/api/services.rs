@@ -117,6 +117,19 @@ fn checked(mut spec: ServiceSpec) -> ApiResult<ServiceSpec> {
             "rpc error: code = InvalidArgument desc = ContainerSpec: image reference must be provided",
         ));
     }
+    let mounts = template
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.mounts.as_deref())
+        .unwrap_or_default();
+    for (index, mount) in mounts.iter().enumerate() {
+        // As swarmkit checks them: the rest (paths, types) is for the node that runs the task.
+        if mounts[..index].iter().any(|m| m.target == mount.target) {
+            return Err(ApiError::bad_request(format!(
+                "rpc error: code = InvalidArgument desc = invalid duplicate mount point: {}",
+                mount.target.as_deref().unwrap_or_default()
+            )));
+        }
+    }
     let placement = template
         .and_then(|t| t.placement.clone())
         .unwrap_or_default();
@@ -481,6 +494,22 @@ mod tests {
                 .unwrap_err()
                 .message()
                 .contains("invalid constraint")
+        );
+        let mut twice = spec(None);
+        let mount = bollard::models::Mount {
+            target: Some("/data".into()),
+            ..Default::default()
+        };
+        let container = twice
+            .task_template
+            .as_mut()
+            .unwrap()
+            .container_spec
+            .as_mut();
+        container.unwrap().mounts = Some(vec![mount.clone(), mount]);
+        assert_eq!(
+            checked(twice).unwrap_err().message(),
+            "rpc error: code = InvalidArgument desc = invalid duplicate mount point: /data"
         );
     }
 

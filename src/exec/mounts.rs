@@ -56,7 +56,7 @@ pub fn plan(
         absolute(target).map_err(invalid)?;
         if planned.iter().any(|p| p.target == Path::new(target)) {
             return Err(ExecError::InvalidSpec(format!(
-                "duplicate mount point: {target}"
+                "invalid duplicate mount point: {target}"
             )));
         }
         let source = m.source.as_deref().unwrap_or_default();
@@ -266,7 +266,7 @@ mod tests {
         ];
         assert_eq!(
             planned(&twice).unwrap_err(),
-            "invalid ContainerSpec: duplicate mount point: /x"
+            "invalid ContainerSpec: invalid duplicate mount point: /x"
         );
     }
 
