@@ -1,15 +1,17 @@
 //! Compose v3 files, turned into the networks and services of a stack as `docker stack
 //! deploy` turns them: all in the client, before anything is sent.
 //!
-//! [`load`] reads a file and checks its keys ([`keys`], docker's rules and messages), then
-//! [`plan`] converts it ([`convert`], [`volumes`]) into the requests a deploy sends. Both are
+//! [`load`] reads a file, checks its keys ([`keys`], docker's rules and messages) and
+//! substitutes variables ([`interpolate`]), then [`plan`] converts it ([`convert`], [`volumes`]) into the requests a deploy sends. Both are
 //! pure, so a file that fails does so before any object exists.
 
 mod convert;
 mod file;
+mod interpolate;
 mod keys;
 mod volumes;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use bollard::models::{NetworkCreateRequest, ServiceSpec};
@@ -69,13 +71,19 @@ pub struct Plan {
     pub services: Vec<ServiceSpec>,
 }
 
-/// Reads the compose file `text`, refusing what docker refuses.
-pub fn load(text: &str) -> Result<Loaded, ComposeError> {
-    // Twice: once untyped, so the keys can be checked with docker's rules before serde
-    // meets them, then typed, so a value of the wrong type is reported where it is.
-    let document: Value = serde_yaml_ng::from_str(text)?;
+/// Reads the compose file `text`, refusing what docker refuses, with the variables `env`
+/// holds substituted in its values (docker's client takes them from its environment).
+pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Loaded, ComposeError> {
+    // Untyped first, so the keys are checked with docker's rules before serde meets them
+    // and variables are substituted before values are typed.
+    let mut document: Value = serde_yaml_ng::from_str(text)?;
     let warnings = keys::check(&document)?;
-    let file: ComposeFile = serde_yaml_ng::from_str(text)?;
+    let file: ComposeFile = if interpolate::interpolate(&mut document, env)? {
+        serde_yaml_ng::from_value(document)?
+    } else {
+        // Typed from the text, so that a value of the wrong type is reported where it is.
+        serde_yaml_ng::from_str(text)?
+    };
     if let Some(version) = &file.version {
         if version.split('.').next() != Some("3") {
             return Err(ComposeError::Schema(format!(

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::path::Path;
 
 use bollard::models::{
@@ -13,7 +14,7 @@ use super::*;
 const WORDPRESS: &str = include_str!("../../examples/wordpress/docker-compose.yml");
 
 fn deploy(stack: &str, text: &str) -> Result<Plan, ComposeError> {
-    let loaded = load(text)?;
+    let loaded = load(text, &HashMap::new())?;
     plan(stack, &loaded.file, Path::new("/srv/app"))
 }
 
@@ -34,7 +35,7 @@ fn container(spec: &ServiceSpec) -> &TaskSpecContainerSpec {
 
 #[test]
 fn the_seed_file_becomes_the_wordpress_stack() {
-    let loaded = load(WORDPRESS).unwrap();
+    let loaded = load(WORDPRESS, &HashMap::new()).unwrap();
     assert_eq!(loaded.warnings, ["Ignoring unsupported options: restart"]);
     let plan = plan("wordpress", &loaded.file, Path::new("/srv")).unwrap();
 
@@ -121,7 +122,7 @@ fn the_seed_file_becomes_the_wordpress_stack() {
 #[test]
 fn invalid_yaml_is_reported_with_its_line_and_column() {
     let text = "version: '3'\nservices:\n  web:\n    image: a\n   ports: [80]\n";
-    let ComposeError::Yaml(yaml) = load(text).unwrap_err() else {
+    let ComposeError::Yaml(yaml) = load(text, &HashMap::new()).unwrap_err() else {
         panic!("not a YAML error");
     };
     let location = yaml.location().unwrap();
@@ -199,7 +200,7 @@ fn ignored_and_deprecated_options_are_warnings_in_dockers_words() {
     image: b
     links: [web]
 ";
-    let loaded = load(text).unwrap();
+    let loaded = load(text, &HashMap::new()).unwrap();
     assert_eq!(
         loaded.warnings,
         [
@@ -490,7 +491,7 @@ fn only_version_3_files_are_taken() {
 #[test]
 fn the_shop_example_has_the_seeds_shape() {
     let text = include_str!("../../examples/shop/docker-compose.yml");
-    let loaded = load(text).unwrap();
+    let loaded = load(text, &HashMap::new()).unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let plan = plan("shop", &loaded.file, Path::new("/")).unwrap();
     assert_eq!(plan.networks[0].name, "shop_default");
@@ -514,4 +515,17 @@ fn the_shop_example_has_the_seeds_shape() {
     let args = web_container.args.as_deref().unwrap();
     assert_eq!(args[..2], ["nc", "-ll"]);
     assert!(args.last().unwrap().contains("busybox nc -w 2 db 3306"));
+}
+
+#[test]
+fn variables_are_substituted_before_conversion() {
+    let text = "services:\n  web:\n    image: app:${TAG:-latest}\n    command: echo $$HOME\n    deploy:\n      replicas: ${N}\n";
+    let env = HashMap::from([("N".to_string(), "4".to_string())]);
+    let loaded = load(text, &env).unwrap();
+    let plan = plan("app", &loaded.file, Path::new("/")).unwrap();
+    let spec = only(&plan);
+    let replicas = spec.mode.clone().unwrap().replicated.unwrap().replicas;
+    assert_eq!(replicas, Some(4));
+    assert_eq!(container(spec).image.as_deref(), Some("app:latest"));
+    assert_eq!(container(spec).args.as_deref().unwrap(), ["echo", "$HOME"]);
 }

@@ -93,7 +93,12 @@ pub async fn deploy(docker: &Docker, args: &DeployArgs) -> Result<()> {
 fn read_plan(path: &Path, stack: &str) -> Result<Plan> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the compose file {}", path.display()))?;
-    let loaded = compose::load(&text)?;
+    // Variables for the file's `${...}`; those whose name or value is not UTF-8 cannot be
+    // named in it anyway.
+    let env = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect();
+    let loaded = compose::load(&text, &env)?;
     let absolute = std::path::absolute(path)?;
     let base = absolute.parent().unwrap_or(Path::new("/"));
     let plan = compose::plan(stack, &loaded.file, base)?;
