@@ -119,3 +119,13 @@ check_output "stack rm removes the services and the network" "Removing network d
 check_match "stack ls is empty" '^NAME[[:space:]]+SERVICES$' dk stack ls
 eventually check_match "no demo network is left" '^ingress$' dk network ls --format '{{.Name}}'
 check_fails "stack ps of a removed stack" "nothing found in stack: demo" dk stack ps demo
+
+# 7. The shop example with the stock CLI: a web task reaches db by name through the embedded
+#    DNS that its resolv.conf names, and answers through the mesh on 8080.
+SHOP=$ROOT/examples/shop/docker-compose.yml
+require check_output "stack deploy examples/shop" "Creating service shop_web" \
+  dk stack deploy -c "$SHOP" shop
+page() { lab exec cl curl -s --max-time 20 "http://$(lab addr 1):8080/"; }
+WAIT=60 eventually check_output "8080 answers with a row db gave web by name" \
+  "db says: row-42 from db task" page
+check_output "stack rm shop" "Removing network shop_default" dk stack rm shop
