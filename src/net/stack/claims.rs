@@ -1,7 +1,8 @@
 //! Addresses a stack answers for besides its own: the VIP balancer's stack takes traffic for the
 //! network's gateway and every service VIP with smoltcp's AnyIP, which on its own would accept
 //! any address at all and answer ARP for every task on the bridge. The device keeps smoltcp to
-//! the claimed addresses: only ARP requests for them and frames to their MACs get in.
+//! the claimed addresses: only ARP requests for them and frames to their MACs get in, and of
+//! IPv4 packets only those to them.
 //!
 //! On the wire each claimed address looks like an endpoint of its own, with the MAC
 //! [`mac_for`] it (what the overlay engine answers ARP with, and what other nodes expect):
@@ -44,28 +45,35 @@ impl Claims {
     }
 
     /// Whether the stack should see `frame`: an ARP request for a claimed address, or a frame
-    /// to the MAC of one (whose destination is then rewritten to the stack's MAC).
+    /// to the MAC of one (whose destination is then rewritten to the stack's MAC), unless it is
+    /// an IPv4 packet to an address not claimed (a task's traffic for the world beyond its
+    /// gateway: AnyIP would answer it as if it were every host).
     pub fn admit(&self, frame: &mut [u8]) -> bool {
         let Some(destination) = frame.first_chunk::<6>().copied() else {
             return false;
         };
-        if destination == self.mac {
-            return true;
-        }
         if destination == EthernetAddress::BROADCAST.0 {
             return self.asks_for_claimed(frame);
         }
-        let derived = Ipv4Addr::new(
-            destination[2],
-            destination[3],
-            destination[4],
-            destination[5],
-        );
-        if destination[..2] != DERIVED_PREFIX || !self.holds(derived) {
-            return false;
+        if destination != self.mac {
+            let [_, _, a, b, c, d] = destination;
+            if destination[..2] != DERIVED_PREFIX || !self.holds(Ipv4Addr::new(a, b, c, d)) {
+                return false;
+            }
+            frame[..6].copy_from_slice(&self.mac);
         }
-        frame[..6].copy_from_slice(&self.mac);
-        true
+        self.for_claimed_or_not_ipv4(frame)
+    }
+
+    /// Whether `frame` is not an IPv4 packet, or one to a claimed address.
+    fn for_claimed_or_not_ipv4(&self, frame: &[u8]) -> bool {
+        let Ok(ethernet) = EthernetFrame::new_checked(frame) else {
+            return false;
+        };
+        if ethernet.ethertype() != EthernetProtocol::Ipv4 {
+            return true;
+        }
+        Ipv4Packet::new_checked(ethernet.payload()).is_ok_and(|ip| self.holds(ip.dst_addr()))
     }
 
     /// Whether a broadcast frame is an ARP request for a claimed address.
@@ -147,8 +155,8 @@ mod tests {
         frame
     }
 
-    /// An empty IPv4 packet from `source` to the MAC `destination`.
-    fn ipv4(destination: MacAddr, source: Ipv4Addr) -> Vec<u8> {
+    /// An empty IPv4 packet from `source` to `target` at the MAC `destination`.
+    fn ipv4(destination: MacAddr, source: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
         let mut frame = vec![0u8; 14 + 20];
         let mut ethernet = EthernetFrame::new_unchecked(&mut frame[..]);
         EthernetRepr {
@@ -159,7 +167,7 @@ mod tests {
         .emit(&mut ethernet);
         Ipv4Repr {
             src_addr: source,
-            dst_addr: TASK,
+            dst_addr: target,
             next_header: IpProtocol::Tcp,
             payload_len: 0,
             hop_limit: 64,
@@ -184,18 +192,25 @@ mod tests {
     #[test]
     fn frames_to_a_claimed_mac_reach_the_stack_under_its_own() {
         let claims = claims();
-        let mut to_vip = ipv4(mac_for(VIP), TASK);
+        let mut to_vip = ipv4(mac_for(VIP), TASK, VIP);
         assert!(claims.admit(&mut to_vip));
         assert_eq!(to_vip[..6], mac_for(OWN));
-        assert!(claims.admit(&mut ipv4(mac_for(OWN), TASK)));
-        assert!(!claims.admit(&mut ipv4(mac_for(TASK), OWN)));
-        assert!(!claims.admit(&mut ipv4([0x02, 0x43, 10, 0, 1, 9], TASK)));
+        assert!(claims.admit(&mut ipv4(mac_for(OWN), TASK, OWN)));
+        assert!(!claims.admit(&mut ipv4(mac_for(TASK), OWN, TASK)));
+        assert!(!claims.admit(&mut ipv4([0x02, 0x43, 10, 0, 1, 9], TASK, VIP)));
         assert!(!claims.admit(&mut [0u8; 3]));
     }
 
     #[test]
+    fn packets_for_the_world_beyond_the_gateway_stay_out() {
+        let gateway = mac_for(Ipv4Addr::new(10, 0, 1, 1));
+        let mut outward = ipv4(gateway, TASK, Ipv4Addr::new(8, 8, 8, 8));
+        assert!(!claims().admit(&mut outward));
+    }
+
+    #[test]
     fn frames_sent_wear_the_mac_of_their_source() {
-        let mut from_vip = ipv4(mac_for(TASK), VIP);
+        let mut from_vip = ipv4(mac_for(TASK), VIP, TASK);
         disguise(&mut from_vip);
         assert_eq!(from_vip[6..12], mac_for(VIP));
         let mut reply = arp(ArpOperation::Reply, TASK);
