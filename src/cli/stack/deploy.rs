@@ -99,12 +99,13 @@ fn read_plan(path: &Path, stack: &str) -> Result<Plan> {
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
         .collect();
     let loaded = compose::load(&text, &env)?;
-    let absolute = std::path::absolute(path)?;
-    let base = absolute.parent().unwrap_or(Path::new("/"));
-    let plan = compose::plan(stack, &loaded.file, base)?;
+    // Docker prints these once the file is read, before converting it.
     for warning in &loaded.warnings {
         eprintln!("{warning}\n");
     }
+    let absolute = std::path::absolute(path)?;
+    let base = absolute.parent().unwrap_or(Path::new("/"));
+    let plan = compose::plan(stack, &loaded.file, base)?;
     Ok(plan)
 }
 

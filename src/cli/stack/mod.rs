@@ -134,3 +134,52 @@ async fn stack_networks(docker: &Docker, stack: &str) -> Result<Vec<Network>> {
     };
     Ok(docker.list_networks(Some(options)).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: StackCommand,
+    }
+
+    fn parse(line: &[&str]) -> StackCommand {
+        let argv = ["shoal"].iter().chain(line);
+        Cli::try_parse_from(argv).unwrap().command
+    }
+
+    #[test]
+    fn commands_take_dockers_flags_and_aliases() {
+        let StackCommand::Deploy(deploy) = parse(&["up", "-c", "x.yml", "--prune", "shop"]) else {
+            panic!("not deploy");
+        };
+        let deploy = format!("{deploy:?}");
+        assert!(deploy.contains("\"x.yml\"") && deploy.contains("prune: true"));
+        let StackCommand::Services(services) = parse(&["services", "-q", "shop"]) else {
+            panic!("not services");
+        };
+        assert!(services.list.quiet);
+        assert_eq!(services.stack, "shop");
+        let StackCommand::Ps(ps) =
+            parse(&["ps", "--no-trunc", "-f", "desired-state=running", "shop"])
+        else {
+            panic!("not ps");
+        };
+        assert_eq!(ps.filter, [("desired-state".into(), "running".into())]);
+        assert!(matches!(parse(&["down", "a", "b"]), StackCommand::Rm(_)));
+        assert!(matches!(parse(&["list"]), StackCommand::Ls(_)));
+        let without_file = Cli::try_parse_from(["shoal", "deploy", "shop"]);
+        assert!(without_file.is_err(), "the compose file is required");
+    }
+
+    #[test]
+    fn a_stack_is_selected_by_its_label() {
+        assert_eq!(
+            stack_filters("shop")["label"],
+            ["com.docker.stack.namespace=shop"]
+        );
+    }
+}
