@@ -194,7 +194,10 @@ pub fn service(
     base: &Path,
 ) -> Result<ServiceSpec, String> {
     let deploy = service.deploy.clone().unwrap_or_default();
-    let image = service.image.clone().unwrap_or_default();
+    // Swarm refuses a service without an image; refused here, the file fails before any of
+    // it is deployed rather than after the services before this one.
+    let image = service.image.clone().filter(|i| !i.is_empty());
+    let image = image.ok_or("no image given: every swarm service needs one")?;
     let mounts = service
         .volumes
         .iter()
@@ -465,6 +468,34 @@ fn placement(deploy: &Deploy) -> TaskSpecPlacement {
             .and_then(|max| i64::try_from(max).ok()),
         platforms: None,
     }
+}
+
+/// Refuses a port published by two services of the file (`(service, spec)` pairs): the
+/// daemon would take the first and refuse the second, half-way through the deploy.
+pub fn check_published_ports<'a>(
+    specs: impl IntoIterator<Item = (&'a str, &'a ServiceSpec)>,
+) -> Result<(), String> {
+    let mut owners: HashMap<(i64, String), &str> = HashMap::new();
+    for (service, spec) in specs {
+        let endpoint = spec.endpoint_spec.as_ref();
+        let ports = endpoint
+            .and_then(|e| e.ports.as_deref())
+            .unwrap_or_default();
+        for port in ports {
+            let Some(published) = port.published_port else {
+                continue;
+            };
+            let protocol = port.protocol.map(|p| p.to_string()).unwrap_or_default();
+            if let Some(owner) = owners.insert((published, protocol.clone()), service) {
+                if owner != service {
+                    return Err(format!(
+                        "port {published}/{protocol} is published by both {owner} and {service}"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The endpoint mode and the published ports, sorted by published port as docker sorts them.

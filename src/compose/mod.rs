@@ -48,6 +48,9 @@ pub enum ComposeError {
     /// Networks that cannot be converted.
     #[error("{0}")]
     Networks(String),
+    /// Services that cannot all be published as asked.
+    #[error("{0}")]
+    Ports(String),
 }
 
 /// A compose file read and checked, with the warnings docker would print for it.
@@ -111,7 +114,9 @@ pub fn plan(stack: &str, file: &ComposeFile, base: &Path) -> Result<Plan, Compos
                 }
             })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    let named = file.services.keys().map(String::as_str).zip(&services);
+    convert::check_published_ports(named).map_err(ComposeError::Ports)?;
     Ok(Plan {
         networks,
         external_networks,

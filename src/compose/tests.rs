@@ -529,3 +529,14 @@ fn variables_are_substituted_before_conversion() {
     assert_eq!(container(spec).image.as_deref(), Some("app:latest"));
     assert_eq!(container(spec).args.as_deref().unwrap(), ["echo", "$HOME"]);
 }
+
+#[test]
+fn what_the_daemon_would_refuse_half_way_is_refused_up_front() {
+    let no_image = "services:\n  web:\n    command: [x]\n";
+    assert_eq!(
+        error(no_image),
+        "service web: no image given: every swarm service needs one"
+    );
+    let twice = "services:\n  a:\n    image: x\n    ports: ['80:80']\n  b:\n    image: y\n    ports: ['80:8080', '80:80/udp']\n";
+    assert_eq!(error(twice), "port 80/tcp is published by both a and b");
+}
