@@ -7,8 +7,8 @@ use std::path::Path;
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
-    EndpointSpec, Ipam, IpamConfig, Limit, NetworkAttachmentConfig, NetworkCreateRequest,
-    ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    EndpointSpec, HealthConfig, Ipam, IpamConfig, Limit, NetworkAttachmentConfig,
+    NetworkCreateRequest, ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
     ServiceSpecModeReplicatedJob, ServiceSpecUpdateConfig, TaskSpec, TaskSpecContainerSpec,
     TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum as Condition,
@@ -16,8 +16,8 @@ use bollard::models::{
 use serde_yaml_ng::Value;
 
 use super::file::{
-    ComposeFile, Deploy, External, Mapping, Network, Port, ResourceAmounts, RestartPolicy, Service,
-    ServiceNetworks, UpdateConfig, Words,
+    ComposeFile, Deploy, External, Healthcheck, Mapping, Network, Port, ResourceAmounts,
+    RestartPolicy, Service, ServiceNetworks, UpdateConfig, Words,
 };
 use super::{IMAGE_LABEL, NAMESPACE_LABEL, volumes};
 // Durations are Go durations in nanoseconds, as docker reads them.
@@ -218,6 +218,7 @@ pub fn service(
             .as_deref()
             .map(duration)
             .transpose()?,
+        health_check: service.healthcheck.as_ref().map(health_check).transpose()?,
         ..Default::default()
     };
     let mut labels = namespace.labels(&deploy.labels)?;
@@ -252,6 +253,33 @@ fn words(command: &Words) -> Result<Vec<String>, String> {
         Words::List(words) => Ok(words.clone()),
         Words::Line(line) => shell_words(line).map(|w| w.0),
     }
+}
+
+/// The health check docker would send: a string test runs in the shell, and `disable`
+/// stands for the test `NONE`.
+fn health_check(check: &Healthcheck) -> Result<HealthConfig, String> {
+    if check.disable {
+        if check.test.is_some() {
+            return Err("test and disable can't be set at the same time".into());
+        }
+        return Ok(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        });
+    }
+    let optional = |text: &Option<String>| text.as_deref().map(duration).transpose();
+    let retries = check.retries.map(i64::try_from).transpose();
+    Ok(HealthConfig {
+        test: check.test.as_ref().map(|test| match test {
+            Words::Line(line) => vec!["CMD-SHELL".into(), line.clone()],
+            Words::List(words) => words.clone(),
+        }),
+        interval: optional(&check.interval)?,
+        timeout: optional(&check.timeout)?,
+        retries: retries.map_err(|_| "healthcheck retries out of range".to_string())?,
+        start_period: optional(&check.start_period)?,
+        start_interval: optional(&check.start_interval)?,
+    })
 }
 
 /// `KEY=value` (or `KEY` alone, for a variable the file leaves unset) for each variable,

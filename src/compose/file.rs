@@ -62,6 +62,28 @@ pub struct Service {
     pub restart: Option<String>,
     /// How swarm runs the service.
     pub deploy: Option<Deploy>,
+    /// How to tell whether a task works.
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// A task's health check.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Healthcheck {
+    /// The command: a string run by the shell, or `[CMD, ...]`, `[CMD-SHELL, ...]`, `[NONE]`.
+    pub test: Option<Words>,
+    /// A Go duration between checks.
+    pub interval: Option<String>,
+    /// A Go duration after which a check counts as failed.
+    pub timeout: Option<String>,
+    /// Failures in a row that make the task unhealthy.
+    pub retries: Option<u64>,
+    /// A Go duration during which failures do not count.
+    pub start_period: Option<String>,
+    /// A Go duration between checks during the start period.
+    pub start_interval: Option<String>,
+    /// Turns off the image's health check.
+    #[serde(default)]
+    pub disable: bool,
 }
 
 /// A command: one string split into words as a shell would, or the words themselves.

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use serde_yaml_ng::Value;
 
 use super::ComposeError;
+use super::keys::matches_path;
 
 /// Where docker turns a substituted string back into the number or boolean the schema wants
 /// (the paths shoal converts); `*` is any name or list position.
@@ -20,6 +21,8 @@ const CASTS: &[&str] = &[
     "services.*.deploy.rollback_config.max_failure_ratio",
     "services.*.deploy.restart_policy.max_attempts",
     "services.*.deploy.placement.max_replicas_per_node",
+    "services.*.healthcheck.retries",
+    "services.*.healthcheck.disable",
     "services.*.ports.*.target",
     "services.*.ports.*.published",
     "services.*.volumes.*.read_only",
@@ -95,14 +98,7 @@ fn walk(
 }
 
 fn is_cast(path: &[String]) -> bool {
-    CASTS.iter().any(|pattern| {
-        let segments: Vec<&str> = pattern.split('.').collect();
-        segments.len() == path.len()
-            && segments
-                .iter()
-                .zip(path)
-                .all(|(pattern, segment)| *pattern == "*" || pattern == segment)
-    })
+    CASTS.iter().any(|pattern| matches_path(pattern, path))
 }
 
 /// `template` with its variables substituted; on failure, the text docker quotes in its

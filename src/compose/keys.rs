@@ -76,7 +76,6 @@ const NOT_CONVERTED: &[&str] = &[
     "dns_search",
     "env_file",
     "extra_hosts",
-    "healthcheck",
     "init",
     "isolation",
     "logging",
@@ -98,6 +97,7 @@ const CONVERTED: &[&str] = &[
     "deploy",
     "entrypoint",
     "environment",
+    "healthcheck",
     "hostname",
     "image",
     "labels",
@@ -163,6 +163,18 @@ const SCHEMA: &[(&str, &[&str])] = &[
         &["constraints", "max_replicas_per_node", "preferences"],
     ),
     ("services.*.deploy.placement.preferences.*", &["spread"]),
+    (
+        "services.*.healthcheck",
+        &[
+            "disable",
+            "interval",
+            "retries",
+            "start_interval",
+            "start_period",
+            "test",
+            "timeout",
+        ],
+    ),
     ("services.*.deploy.update_config", UPDATE_KEYS),
     ("services.*.deploy.rollback_config", UPDATE_KEYS),
     (
@@ -319,17 +331,22 @@ fn check_mapping(path: &mut Vec<String>, value: &Value) -> Result<(), ComposeErr
     Ok(())
 }
 
-/// The schema entry whose pattern matches `path`, segment by segment.
+/// The schema entry whose pattern matches `path`.
 fn schema_for(path: &[String]) -> Option<&'static [&'static str]> {
-    SCHEMA.iter().find_map(|(pattern, keys)| {
-        let segments: Vec<&str> = pattern.split('.').filter(|s| !s.is_empty()).collect();
-        let matches = segments.len() == path.len()
-            && segments
-                .iter()
-                .zip(path)
-                .all(|(pattern, segment)| *pattern == "*" || pattern == segment);
-        matches.then_some(*keys)
-    })
+    SCHEMA
+        .iter()
+        .find(|(pattern, _)| matches_path(pattern, path))
+        .map(|(_, keys)| *keys)
+}
+
+/// Whether the dotted `pattern` (`*` for any one segment, `""` for the root) names `path`.
+pub fn matches_path(pattern: &str, path: &[String]) -> bool {
+    let segments: Vec<&str> = pattern.split('.').filter(|s| !s.is_empty()).collect();
+    segments.len() == path.len()
+        && segments
+            .iter()
+            .zip(path)
+            .all(|(pattern, segment)| *pattern == "*" || pattern == segment)
 }
 
 /// Docker's schema error for an unknown key; the root is `(root)`, as gojsonschema names it.

@@ -196,6 +196,7 @@ fn ignored_and_deprecated_options_are_warnings_in_dockers_words() {
     container_name: web1
     expose: [80]
     healthcheck: {test: [CMD, 'true']}
+    stop_signal: SIGINT
   db:
     image: b
     links: [web]
@@ -209,7 +210,7 @@ fn ignored_and_deprecated_options_are_warnings_in_dockers_words() {
              container_name: Setting the container name is not supported.\n\n\
              expose: Exposing ports is unnecessary - services on the same network can \
              access each other's containers on any port.",
-            "Ignoring options shoal does not support yet: healthcheck",
+            "Ignoring options shoal does not support yet: stop_signal",
         ]
     );
 }
@@ -539,4 +540,36 @@ fn what_the_daemon_would_refuse_half_way_is_refused_up_front() {
     );
     let twice = "services:\n  a:\n    image: x\n    ports: ['80:80']\n  b:\n    image: y\n    ports: ['80:8080', '80:80/udp']\n";
     assert_eq!(error(twice), "port 80/tcp is published by both a and b");
+}
+
+#[test]
+fn health_checks_as_docker_sends_them() {
+    let text = "services:
+  web:
+    image: a
+    healthcheck:
+      test: curl -f localhost
+      interval: 10s
+      timeout: 2s
+      retries: 3
+      start_period: 1m
+  off:
+    image: b
+    healthcheck: {disable: true}
+";
+    let plan = deploy("app", text).unwrap();
+    let check = |index: usize| {
+        container(&plan.services[index])
+            .health_check
+            .clone()
+            .unwrap()
+    };
+    let off = check(0);
+    assert_eq!(off.test.unwrap(), ["NONE"]);
+    let web = check(1);
+    assert_eq!(web.test.unwrap(), ["CMD-SHELL", "curl -f localhost"]);
+    assert_eq!(web.interval, Some(10_000_000_000));
+    assert_eq!(web.timeout, Some(2_000_000_000));
+    assert_eq!(web.retries, Some(3));
+    assert_eq!(web.start_period, Some(60_000_000_000));
 }
