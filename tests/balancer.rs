@@ -2,8 +2,9 @@
 //! end a smoltcp stack standing for the network's tasks (tests/support/smol_backend.rs): a
 //! client at 10.0.0.20 and echoing backends. Checks TCP through a VIP to the same port of a
 //! backend, the spread over backends, retries past a backend that refuses, a service without
-//! tasks, which ARP requests the balancer answers, and DNS on the gateway: cluster names
-//! answered there, other names forwarded to the node's resolver (a UDP socket on loopback).
+//! tasks, UDP through a VIP, which ARP requests the balancer answers, and DNS on the gateway:
+//! cluster names answered there, other names forwarded to the node's resolver (a UDP socket on
+//! loopback).
 
 #[path = "support/smol_backend.rs"]
 #[allow(dead_code)] // the mesh's part
@@ -292,4 +293,18 @@ fn other_names_go_to_the_node_resolver_and_back() {
     assert_eq!(reply.id(), 0x4242, "the client's ID is given back");
     assert_eq!(reply.response_code(), ResponseCode::NXDomain);
     assert_eq!(balancer.counters().dns_forwarded, 1);
+}
+
+#[test]
+fn datagrams_to_a_vip_reach_a_task_on_the_same_port_and_come_back() {
+    let (balancer, backends) = balancer_with_backends(&table(&[5, 6]), &[(5, true), (6, true)]);
+    for i in 0..3u8 {
+        let echo = backends
+            .ask(CLIENT, SocketAddrV4::new(VIP, PORT), vec![i; 300])
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the echo came back");
+        assert_eq!(echo, [i; 300]);
+    }
+    // Each datagram came from a port of its own: a flow each.
+    assert_eq!(balancer.counters().udp_flows, 3);
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{tcp, udp};
 
 use super::Counters;
 use super::dns::{Client, Resolver};
@@ -26,7 +26,9 @@ const FORWARDER: Token = Token(usize::MAX - 1);
 const MAX_ROUNDS: usize = 64;
 /// The longest wait for events when no stack has a timer running.
 const IDLE_WAIT: Duration = Duration::from_secs(5);
-/// Bytes moved from one socket to the other at a time.
+/// How often idle UDP flows are looked for.
+const SWEEP_PERIOD: Duration = Duration::from_secs(5);
+/// Bytes moved from one socket to the other at a time (and the largest datagram).
 const SCRATCH: usize = 64 << 10;
 
 /// What the [`super::Balancer`] handle tells the loop.
@@ -47,6 +49,8 @@ pub struct Shared {
     pub counters: Arc<Counters>,
     /// Closed sockets kept for new connections (their buffers are the costly part to make).
     pub pool: Vec<tcp::Socket<'static>>,
+    /// Closed sockets kept for new UDP flows and VIPs.
+    pub udp_pool: Vec<udp::Socket<'static>>,
     /// Where bytes pass from one socket to the other: smoltcp lends one socket of a set at a
     /// time.
     pub scratch: Box<[u8]>,
@@ -62,6 +66,7 @@ pub struct Looper {
     ids: BTreeMap<String, usize>,
     shared: Shared,
     resolver: Resolver,
+    last_sweep: Instant,
 }
 
 impl Looper {
@@ -84,9 +89,11 @@ impl Looper {
             shared: Shared {
                 counters,
                 pool: Vec::new(),
+                udp_pool: Vec::new(),
                 scratch: vec![0; SCRATCH].into_boxed_slice(),
             },
             resolver: Resolver::new(forwarder),
+            last_sweep: Instant::now(),
         })
     }
 
@@ -120,6 +127,14 @@ impl Looper {
             for index in 0..self.networks.bound() {
                 self.turn(index);
             }
+            if self.last_sweep.elapsed() >= SWEEP_PERIOD {
+                self.last_sweep = Instant::now();
+                for index in 0..self.networks.bound() {
+                    if let Some(network) = self.networks.get_mut(index) {
+                        network.expire_flows(&mut self.shared.udp_pool);
+                    }
+                }
+            }
         }
     }
 
@@ -149,6 +164,7 @@ impl Looper {
         };
         for _ in 0..MAX_ROUNDS {
             let moved = network.pump_connections(&mut self.shared)
+                | network.relay_datagrams(&mut self.shared)
                 | network.answer_queries(index, &mut self.resolver, &self.shared.counters);
             let sent = network.stack.egress();
             network.bury(&mut self.shared.pool);

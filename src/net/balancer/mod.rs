@@ -12,7 +12,8 @@
 //! service's running tasks, picked with [`maglev`](crate::net::mesh::maglev) on the client's
 //! address and port; a backend that refuses or does not answer is skipped for the next, as the
 //! routing mesh does. Both legs are sockets of the same stack: the loop copies bytes between
-//! their buffers without a lock or an allocation per packet.
+//! their buffers without a lock or an allocation per packet. UDP to `VIP:port` goes the same
+//! way, one flow per client address and port (see [`udp`]).
 //!
 //! The gateway answers DNS on port 53 (UDP) from the network's names ([`crate::net::dns`]); other
 //! names go to the node's own resolvers.
@@ -23,6 +24,7 @@ mod dns;
 mod event_loop;
 mod network;
 mod tcp;
+mod udp;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -173,6 +175,8 @@ impl Balancer {
             no_backend: load(&c.no_backend),
             connect_retries: load(&c.connect_retries),
             connect_failures: load(&c.connect_failures),
+            udp_flows: load(&c.udp_flows),
+            udp_dropped: load(&c.udp_dropped),
             dns_queries: load(&c.dns_queries),
             dns_forwarded: load(&c.dns_forwarded),
             dns_failed: load(&c.dns_failed),
@@ -206,6 +210,8 @@ struct Counters {
     no_backend: AtomicU64,
     connect_retries: AtomicU64,
     connect_failures: AtomicU64,
+    udp_flows: AtomicU64,
+    udp_dropped: AtomicU64,
     dns_queries: AtomicU64,
     dns_forwarded: AtomicU64,
     dns_failed: AtomicU64,
@@ -225,12 +231,17 @@ pub struct BalancerCounters {
     pub networks: u64,
     /// TCP connections accepted on VIPs.
     pub connections: u64,
-    /// Connections to a VIP reset because its service had no running task.
+    /// Connections to a VIP reset, and datagrams dropped, because its service had no running
+    /// task.
     pub no_backend: u64,
     /// Connections to a backend that failed and were tried on the next one.
     pub connect_retries: u64,
     /// Connections closed because no backend could be reached.
     pub connect_failures: u64,
+    /// UDP flows started through VIPs.
+    pub udp_flows: u64,
+    /// Datagrams through VIPs dropped (no room in the flow's queue, or no local port left).
+    pub udp_dropped: u64,
     /// DNS queries received on gateways.
     pub dns_queries: u64,
     /// Queries for names outside the cluster sent on to the node's resolvers.

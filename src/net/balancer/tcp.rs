@@ -1,13 +1,11 @@
-//! TCP through a VIP: the SYN that opens a connection finds a listener made for it, the accepted
-//! socket is joined to one that connects to a backend, and bytes pass between the two.
+//! TCP through a VIP: the SYN that opens a connection finds a listener made for it
+//! ([`Network::take_frames`]), the accepted socket is joined to one that connects to a backend, and bytes pass between the two.
 
 use std::net::{SocketAddr, SocketAddrV4};
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
-use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpAddress, IpListenEndpoint, IpProtocol, Ipv4Packet, TcpPacket,
-};
+use smoltcp::wire::{IpAddress, IpListenEndpoint};
 
 use super::Counters;
 use super::event_loop::Shared;
@@ -42,30 +40,12 @@ enum Pumped {
 }
 
 impl Network {
-    /// Takes in every frame waiting on the device; whether any socket's state may have changed.
-    /// A SYN to a VIP finds a listener made for it just before the stack takes it in: smoltcp
-    /// has no listen-on-every-port, and a listening socket takes only one connection.
-    pub fn take_frames(&mut self, shared: &mut Shared) -> bool {
-        let mut changed = false;
-        loop {
-            let Some(frame) = self.stack.device.fetch() else {
-                return changed;
-            };
-            let listener = syn_destination(frame)
-                .filter(|vip| self.vips.contains_key(vip.ip()))
-                .map(|vip| self.listen(vip, &mut shared.pool));
-            match self.stack.ingress_one() {
-                Some(frame_changed) => changed |= frame_changed,
-                None => return changed,
-            }
-            if let Some(index) = listener {
-                self.unless_taken(index, &mut shared.pool);
-            }
-        }
-    }
-
     /// A connection whose socket listens on `vip`; its index.
-    fn listen(&mut self, vip: SocketAddrV4, pool: &mut Vec<tcp::Socket<'static>>) -> usize {
+    pub(super) fn listen(
+        &mut self,
+        vip: SocketAddrV4,
+        pool: &mut Vec<tcp::Socket<'static>>,
+    ) -> usize {
         let mut socket = pool.pop().unwrap_or_else(new_socket);
         // Until established: a client that never completes the handshake lets it go.
         socket.set_timeout(Some(CONNECT_TIMEOUT));
@@ -89,7 +69,7 @@ impl Network {
 
     /// Takes back the listener of connection `index` if its SYN went elsewhere (a socket of the
     /// same connection had it: a retransmission) or nowhere (it was malformed).
-    fn unless_taken(&mut self, index: usize, pool: &mut Vec<tcp::Socket<'static>>) {
+    pub(super) fn unless_taken(&mut self, index: usize, pool: &mut Vec<tcp::Socket<'static>>) {
         let Some(connection) = self.connections.get_mut(index) else {
             return;
         };
@@ -323,91 +303,4 @@ fn relay(
 fn finished_receiving(sockets: &SocketSet, socket: SocketHandle) -> bool {
     let socket = sockets.get::<tcp::Socket>(socket);
     !socket.may_recv() && !socket.can_recv()
-}
-
-/// Where `frame` opens a TCP connection to: the destination of an IPv4 TCP SYN (no ACK).
-fn syn_destination(frame: &[u8]) -> Option<SocketAddrV4> {
-    let ethernet = EthernetFrame::new_checked(frame).ok()?;
-    if ethernet.ethertype() != EthernetProtocol::Ipv4 {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
-    if ip.next_header() != IpProtocol::Tcp || ip.frag_offset() != 0 {
-        return None;
-    }
-    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
-    (tcp.syn() && !tcp.ack()).then(|| SocketAddrV4::new(ip.dst_addr(), tcp.dst_port()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        EthernetAddress, EthernetRepr, IpAddress, Ipv4Repr, TcpControl, TcpRepr, TcpSeqNumber,
-    };
-    use std::net::Ipv4Addr;
-
-    /// A TCP segment from 10.0.1.5:40000 to 10.0.1.9:`port` with `control`, acking if `ack`.
-    fn segment(control: TcpControl, ack: bool, port: u16) -> Vec<u8> {
-        let (src, dst) = (Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 0, 1, 9));
-        let tcp = TcpRepr {
-            src_port: 40000,
-            dst_port: port,
-            control,
-            seq_number: TcpSeqNumber(1),
-            ack_number: ack.then_some(TcpSeqNumber(1)),
-            window_len: 1000,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload: &[],
-        };
-        let ip = Ipv4Repr {
-            src_addr: src,
-            dst_addr: dst,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut frame = vec![0u8; 14 + 20 + tcp.buffer_len()];
-        let mut ethernet = EthernetFrame::new_unchecked(&mut frame[..]);
-        EthernetRepr {
-            src_addr: EthernetAddress([2, 0x42, 10, 0, 1, 5]),
-            dst_addr: EthernetAddress([2, 0x42, 10, 0, 1, 9]),
-            ethertype: EthernetProtocol::Ipv4,
-        }
-        .emit(&mut ethernet);
-        let checksums = ChecksumCapabilities::default();
-        let mut packet = Ipv4Packet::new_unchecked(ethernet.payload_mut());
-        ip.emit(&mut packet, &checksums);
-        tcp.emit(
-            &mut TcpPacket::new_unchecked(packet.payload_mut()),
-            &IpAddress::Ipv4(src),
-            &IpAddress::Ipv4(dst),
-            &checksums,
-        );
-        frame
-    }
-
-    #[test]
-    fn only_a_syn_opens_a_connection() {
-        let vip = SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, 9), 5432);
-        assert_eq!(
-            syn_destination(&segment(TcpControl::Syn, false, 5432)),
-            Some(vip)
-        );
-        assert_eq!(syn_destination(&segment(TcpControl::Syn, true, 5432)), None);
-        assert_eq!(
-            syn_destination(&segment(TcpControl::None, true, 5432)),
-            None
-        );
-        assert_eq!(
-            syn_destination(&segment(TcpControl::Rst, false, 5432)),
-            None
-        );
-        assert_eq!(syn_destination(&[0u8; 20]), None);
-    }
 }

@@ -17,7 +17,7 @@ pub mod maglev;
 pub mod proxy_protocol;
 pub(crate) mod slab;
 pub(crate) mod tcp;
-mod udp;
+pub(crate) mod udp;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};

@@ -14,7 +14,7 @@ use super::event_loop::{Listener, Looper};
 use crate::net::routes::PortKey;
 
 /// How long a UDP flow lives without traffic (UDP has no end of its own).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Datagrams each flow's socket queues in each direction.
 const QUEUE_DATAGRAMS: usize = 64;
 /// Bytes each flow's socket queues in each direction.
@@ -172,7 +172,8 @@ impl Looper {
     }
 }
 
-fn new_socket() -> udp::Socket<'static> {
+/// A flow's socket, with room for [`QUEUE_DATAGRAMS`] datagrams each way.
+pub(crate) fn new_socket() -> udp::Socket<'static> {
     let buffer = || {
         udp::PacketBuffer::new(
             vec![udp::PacketMetadata::EMPTY; QUEUE_DATAGRAMS],

@@ -1,0 +1,210 @@
+//! UDP through a VIP: the first datagram to `VIP:port` binds a socket there; each client
+//! address is a flow with its own socket towards one backend's same port (a local port of its
+//! own, so replies find their way back), and replies go back from the VIP's socket. A flow ends
+//! after [`IDLE_TIMEOUT`] without a datagram, or when its backend leaves the service.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Instant;
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::udp;
+use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
+
+use super::Counters;
+use super::event_loop::Shared;
+use super::network::Network;
+use crate::net::mesh::maglev::pick;
+use crate::net::mesh::slab::Slab;
+use crate::net::mesh::tcp::POOL_LIMIT;
+use crate::net::mesh::udp::{IDLE_TIMEOUT, new_socket};
+
+/// UDP through one network's VIPs.
+#[derive(Default)]
+pub struct UdpFlows {
+    /// The socket at each VIP and port datagrams came to, and when the last one came.
+    vips: HashMap<SocketAddrV4, (SocketHandle, Instant)>,
+    flows: Slab<Flow>,
+    /// Flows by VIP and client.
+    index: HashMap<(SocketAddrV4, SocketAddrV4), usize>,
+}
+
+/// One client talking to one backend through a VIP.
+struct Flow {
+    vip: SocketAddrV4,
+    client: SocketAddrV4,
+    backend: SocketAddrV4,
+    socket: SocketHandle,
+    local_port: u16,
+    last_seen: Instant,
+}
+
+impl Network {
+    /// Makes sure a socket at `vip` takes the datagram about to come in.
+    pub(super) fn bind_vip(&mut self, vip: SocketAddrV4, pool: &mut Vec<udp::Socket<'static>>) {
+        if let Some((_, last_seen)) = self.udp.vips.get_mut(&vip) {
+            *last_seen = Instant::now();
+            return;
+        }
+        let mut socket = pool.pop().unwrap_or_else(new_socket);
+        let endpoint = IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(*vip.ip())),
+            port: vip.port(),
+        };
+        if socket.bind(endpoint).is_err() {
+            return; // port 0: the stack drops the datagram
+        }
+        let handle = self.stack.sockets.add(socket);
+        self.udp.vips.insert(vip, (handle, Instant::now()));
+    }
+
+    /// Passes datagrams from clients to their flow's backend and back; whether any moved.
+    pub fn relay_datagrams(&mut self, shared: &mut Shared) -> bool {
+        let mut moved = false;
+        let vips: Vec<(SocketAddrV4, SocketHandle)> =
+            self.udp.vips.iter().map(|(v, (h, _))| (*v, *h)).collect();
+        for (vip, handle) in vips {
+            loop {
+                let socket = self.stack.sockets.get_mut::<udp::Socket>(handle);
+                let Ok((len, meta)) = socket.recv_slice(&mut shared.scratch) else {
+                    break;
+                };
+                moved = true;
+                let (IpAddress::Ipv4(address), port) = (meta.endpoint.addr, meta.endpoint.port);
+                let client = SocketAddrV4::new(address, port);
+                let Some(index) = self.flow(vip, client, shared) else {
+                    continue;
+                };
+                let flow = self.udp.flows.get_mut(index).expect("a flow just found");
+                flow.last_seen = Instant::now();
+                let socket = self.stack.sockets.get_mut::<udp::Socket>(flow.socket);
+                if socket
+                    .send_slice(&shared.scratch[..len], flow.backend)
+                    .is_err()
+                {
+                    Counters::add(&shared.counters.udp_dropped, 1);
+                }
+            }
+        }
+        for index in 0..self.udp.flows.bound() {
+            let Some(flow) = self.udp.flows.get_mut(index) else {
+                continue;
+            };
+            loop {
+                let socket = self.stack.sockets.get_mut::<udp::Socket>(flow.socket);
+                let Ok((len, _)) = socket.recv_slice(&mut shared.scratch) else {
+                    break;
+                };
+                moved = true;
+                flow.last_seen = Instant::now();
+                let Some(&(vip, _)) = self.udp.vips.get(&flow.vip) else {
+                    break;
+                };
+                let socket = self.stack.sockets.get_mut::<udp::Socket>(vip);
+                let client = IpEndpoint::from(flow.client);
+                if socket.send_slice(&shared.scratch[..len], client).is_err() {
+                    Counters::add(&shared.counters.udp_dropped, 1);
+                }
+            }
+        }
+        moved
+    }
+
+    /// The flow of `client` through `vip`, started if new; `None` if the service has no
+    /// backend or no local port is free.
+    fn flow(
+        &mut self,
+        vip: SocketAddrV4,
+        client: SocketAddrV4,
+        shared: &mut Shared,
+    ) -> Option<usize> {
+        if let Some(&index) = self.udp.index.get(&(vip, client)) {
+            return Some(index);
+        }
+        let backend = self
+            .vips
+            .get(vip.ip())
+            .and_then(|v| pick(&v.maglev, &v.backends, SocketAddr::V4(client), 0));
+        let Some(backend) = backend else {
+            Counters::add(&shared.counters.no_backend, 1);
+            return None;
+        };
+        let Some(local_port) = self.stack.udp_ports.take() else {
+            Counters::add(&shared.counters.udp_dropped, 1);
+            return None;
+        };
+        let mut socket = shared.udp_pool.pop().unwrap_or_else(new_socket);
+        if socket.bind(local_port).is_err() {
+            self.stack.udp_ports.release(local_port);
+            shared.udp_pool.push(socket);
+            return None;
+        }
+        Counters::add(&shared.counters.udp_flows, 1);
+        let index = self.udp.flows.insert(Flow {
+            vip,
+            client,
+            backend: SocketAddrV4::new(backend.address, vip.port()),
+            socket: self.stack.sockets.add(socket),
+            local_port,
+            last_seen: Instant::now(),
+        });
+        self.udp.index.insert((vip, client), index);
+        Some(index)
+    }
+
+    /// Ends the flows idle for [`IDLE_TIMEOUT`] or whose backend left their service (the
+    /// client's next datagram starts a flow to a live one), and closes the VIP sockets idle as
+    /// long without a flow.
+    pub fn expire_flows(&mut self, pool: &mut Vec<udp::Socket<'static>>) {
+        let vips = &self.vips;
+        let ended: Vec<usize> = self
+            .udp
+            .flows
+            .iter()
+            .filter(|(_, f)| {
+                let backend_left = vips
+                    .get(f.vip.ip())
+                    .is_none_or(|v| !v.backends.iter().any(|b| b.address == *f.backend.ip()));
+                backend_left || f.last_seen.elapsed() >= IDLE_TIMEOUT
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for index in ended {
+            let Some(flow) = self.udp.flows.remove(index) else {
+                continue;
+            };
+            self.udp.index.remove(&(flow.vip, flow.client));
+            self.stack.udp_ports.release(flow.local_port);
+            recycle(&mut self.stack.sockets, flow.socket, pool);
+        }
+        let flows = &self.udp.flows;
+        let idle: Vec<SocketAddrV4> = self
+            .udp
+            .vips
+            .iter()
+            .filter(|(vip, (_, last_seen))| {
+                last_seen.elapsed() >= IDLE_TIMEOUT && !flows.iter().any(|(_, f)| f.vip == **vip)
+            })
+            .map(|(vip, _)| *vip)
+            .collect();
+        for vip in idle {
+            if let Some((handle, _)) = self.udp.vips.remove(&vip) {
+                recycle(&mut self.stack.sockets, handle, pool);
+            }
+        }
+    }
+}
+
+/// Takes the UDP socket `handle` out of `sockets`, closed, into `pool` if there is room.
+fn recycle(
+    sockets: &mut smoltcp::iface::SocketSet<'static>,
+    handle: SocketHandle,
+    pool: &mut Vec<udp::Socket<'static>>,
+) {
+    if let smoltcp::socket::Socket::Udp(mut socket) = sockets.remove(handle)
+        && pool.len() < POOL_LIMIT
+    {
+        socket.close();
+        pool.push(socket);
+    }
+}
