@@ -2,10 +2,13 @@
 //! deploy` turns them: all in the client, before anything is sent.
 //!
 //! [`load`] reads a file, checks its keys ([`keys`], docker's rules and messages) and
-//! substitutes variables ([`interpolate`]), then [`plan`] converts it ([`convert`], [`volumes`]) into the requests a deploy sends. Both are
-//! pure, so a file that fails does so before any object exists.
+//! substitutes variables ([`interpolate`]); [`plan`] then converts it into the requests a
+//! deploy sends ([`convert`] for services and networks, [`deploy`] for a service's `deploy:`
+//! section, [`volumes`] for mounts). Both are pure, so a file that fails does so before any
+//! object exists.
 
 mod convert;
+mod deploy;
 mod file;
 mod interpolate;
 mod keys;
