@@ -553,7 +553,7 @@ fn a_task_runs_in_its_prepared_network_namespace() {
 }
 
 #[tokio::test]
-async fn volumes_bind_mounts_and_resolv_conf_are_the_tasks_own() {
+async fn volumes_bind_mounts_tmpfs_and_resolv_conf_are_the_tasks_own() {
     let f = Fixture::new();
     // The daemon's layout: tasks and volumes side by side in the data dir.
     let exec = executor(&f.root.path().join("tasks"));
@@ -578,13 +578,15 @@ async fn volumes_bind_mounts_and_resolv_conf_are_the_tasks_own() {
             ),
             mount(MountType::BIND, Some(&host), "ro", true),
             mount(MountType::VOLUME, None, "anon", false),
+            mount(MountType::TMPFS, None, "tmp", false),
         ]),
-        ..sh(&script.replace("T", &t.display().to_string()))
+        ..sh(&script.replace("MNT", &t.display().to_string()))
     };
     let gateways: Vec<IpAddr> = vec!["10.0.1.1".parse().unwrap(), "10.0.2.1".parse().unwrap()];
-    let script = "cat /etc/resolv.conf; echo kept > T/vol/file; cat T/ro/marker; \
-                  touch T/ro/new 2>/dev/null && echo writable || echo read-only; \
-                  echo scratch > T/anon/file";
+    let script = "cat /etc/resolv.conf; echo kept > MNT/vol/file; cat MNT/ro/marker; \
+                  touch MNT/ro/new 2>/dev/null && echo writable || echo read-only; \
+                  echo scratch > MNT/anon/file; \
+                  echo fresh > MNT/tmp/file && stat -f -c %T MNT/tmp && stat -c %a MNT/tmp";
     patient(
         "start",
         exec.start("writer", &with_mounts(script), "h", None, &gateways),
@@ -601,7 +603,9 @@ async fn volumes_bind_mounts_and_resolv_conf_are_the_tasks_own() {
             "nameserver 10.0.2.1",
             "options ndots:0",
             "from the host",
-            "read-only"
+            "read-only",
+            "tmpfs",
+            "1777"
         ]
     );
     // The mounts were the task's: the host sees the volumes' directories, not its mount points.
@@ -611,6 +615,7 @@ async fn volumes_bind_mounts_and_resolv_conf_are_the_tasks_own() {
         "kept\n"
     );
     assert!(!t.join("vol/file").exists());
+    assert!(!t.join("tmp/file").exists());
     let anonymous = f.root.path().join("tasks/writer/volume-2");
     assert_eq!(
         std::fs::read_to_string(anonymous.join("file")).unwrap(),
@@ -622,7 +627,7 @@ async fn volumes_bind_mounts_and_resolv_conf_are_the_tasks_own() {
     patient("remove", exec.remove("writer")).await.unwrap();
     assert!(!anonymous.exists());
     let (status, logs) = {
-        let reader = with_mounts("cat T/vol/file; ls T/anon | wc -l; cat /etc/resolv.conf");
+        let reader = with_mounts("cat MNT/vol/file; ls MNT/anon | wc -l; cat /etc/resolv.conf");
         patient("start", exec.start("reader", &reader, "h", None, &[]))
             .await
             .unwrap();

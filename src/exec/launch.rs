@@ -20,7 +20,7 @@ use nix::unistd::{chdir, dup2_stderr, dup2_stdin, dup2_stdout, execve, sethostna
 use serde::{Deserialize, Serialize};
 
 use super::ExecError;
-use super::mounts::{self, BindMount};
+use super::mounts::{self, TaskMount};
 use super::taskdir::ProcessId;
 
 /// Docker's default `PATH`, used when the spec sets none.
@@ -48,10 +48,10 @@ pub struct LaunchSpec {
     /// Absent from the `spec.json` of tasks started before this field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<PathBuf>,
-    /// What is bind-mounted in the task's mount namespace, in order: its volumes and bind
-    /// mounts, then the node's `/etc/resolv.conf` if it has one.
+    /// What is mounted in the task's mount namespace, in order: its spec's mounts, then the
+    /// node's `/etc/resolv.conf` if it has one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mounts: Vec<BindMount>,
+    pub mounts: Vec<TaskMount>,
 }
 
 /// The program an image reference names: the docker CLI resolves `sleep` to `sleep:latest` (or
@@ -269,8 +269,8 @@ fn setup_and_exec(spec: &LaunchSpec, fds: &ChildFds) -> Result<Infallible, Failu
     .map_err(|e| Failure::setup("mounting /proc", e))?;
     // Before the chdir: the working directory may be inside a volume.
     for m in &spec.mounts {
-        mounts::bind(m).map_err(|e| {
-            let what = format!("mounting {} on {}", m.source.display(), m.target.display());
+        mounts::apply(m).map_err(|e| {
+            let what = format!("mounting {} on {}", m.source, m.target.display());
             Failure::setup(&what, io_errno(&e))
         })?;
     }

@@ -1,16 +1,18 @@
 //! A task's mounts. The process executor has no image: a task sees the host's tree, in a mount
-//! namespace of its own, and each of docker's `Mounts` becomes a bind mount there:
+//! namespace of its own, and each of docker's `Mounts` is mounted there:
 //!
 //! - a named volume (`Type: volume, Source: NAME`) is the directory `<volumes>/NAME`, made on
 //!   first use and kept across tasks, per node, like a local docker volume;
 //! - an anonymous volume (no `Source`) is a fresh directory in the task's own directory, gone
 //!   with the task;
-//! - a bind mount (`Type: bind`) is the host path it names, which must exist.
+//! - a bind mount (`Type: bind`) is the host path it names, which must exist;
+//! - a tmpfs (`Type: tmpfs`) is a fresh one, gone with the task's mount namespace.
 //!
 //! The node adds its own: the task's `/etc/resolv.conf` (see [`super::resolv`]). A missing
 //! mount point is made, as docker makes it in a container's layer; here that layer is the
 //! host's tree, so an empty directory (or file) is left behind there.
 
+use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,29 +23,47 @@ use serde::{Deserialize, Serialize};
 
 use super::ExecError;
 
-/// One bind mount made in the task's mount namespace.
+/// One mount made in the task's mount namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BindMount {
-    /// The host path mounted.
-    pub source: PathBuf,
+pub struct TaskMount {
+    /// What is mounted.
+    pub source: Source,
     /// Where the task sees it.
     pub target: PathBuf,
     /// Mounted read-only.
     #[serde(default)]
     pub read_only: bool,
-    /// The source is a volume's directory, made when missing (a bind mount's must exist).
-    #[serde(default)]
-    pub volume: bool,
 }
 
-/// The bind mounts a container spec's `Mounts` ask for, checked as docker checks them: a named
+/// What a [`TaskMount`] mounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A host path, bind-mounted; it must exist.
+    Host(PathBuf),
+    /// A volume's directory, bind-mounted; made when missing.
+    Volume(PathBuf),
+    /// A fresh tmpfs, with these mount options (`size=...,mode=...`).
+    Tmpfs(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Host(path) | Source::Volume(path) => path.display().fmt(f),
+            Source::Tmpfs(_) => f.write_str("tmpfs"),
+        }
+    }
+}
+
+/// The mounts a container spec's `Mounts` ask for, checked as docker checks them: a named
 /// volume lives in `volumes`, an anonymous one in `anonymous` (the task's own directory).
 pub fn plan(
     mounts: &[Mount],
     volumes: &Path,
     anonymous: &Path,
-) -> Result<Vec<BindMount>, ExecError> {
-    let mut planned: Vec<BindMount> = Vec::with_capacity(mounts.len());
+) -> Result<Vec<TaskMount>, ExecError> {
+    let mut planned: Vec<TaskMount> = Vec::with_capacity(mounts.len());
     for (index, m) in mounts.iter().enumerate() {
         let kind = m.typ.map_or(String::new(), |t| t.to_string());
         let invalid = |why: String| {
@@ -60,7 +80,7 @@ pub fn plan(
             )));
         }
         let source = m.source.as_deref().unwrap_or_default();
-        let (source, volume) = match m.typ {
+        let source = match m.typ {
             Some(MountType::BIND) => {
                 if source.is_empty() {
                     return Err(invalid("field Source must not be empty".into()));
@@ -71,7 +91,7 @@ pub fn plan(
                         "bind source path does not exist: {source}"
                     )));
                 }
-                (PathBuf::from(source), false)
+                Source::Host(PathBuf::from(source))
             }
             Some(MountType::VOLUME) => {
                 let driver = m
@@ -86,23 +106,36 @@ pub fn plan(
                     )));
                 }
                 if source.is_empty() {
-                    (anonymous.join(format!("volume-{index}")), true)
+                    Source::Volume(anonymous.join(format!("volume-{index}")))
                 } else {
                     volume_name(source).map_err(ExecError::InvalidSpec)?;
-                    (volumes.join(source), true)
+                    Source::Volume(volumes.join(source))
                 }
+            }
+            Some(MountType::TMPFS) => {
+                if !source.is_empty() {
+                    return Err(invalid("field Source must not be specified".into()));
+                }
+                let options = m.tmpfs_options.as_ref();
+                // Docker's default mode: anyone may write, as in /tmp.
+                let mode = options.and_then(|o| o.mode).unwrap_or(0o1777);
+                let mut data = format!("mode={mode:o}");
+                if let Some(size) = options.and_then(|o| o.size_bytes).filter(|s| *s > 0) {
+                    data.push_str(&format!(",size={size}"));
+                }
+                Source::Tmpfs(data)
             }
             _ => {
                 return Err(invalid(
-                    "mount type not supported by the process executor (use volume or bind)".into(),
+                    "mount type not supported by the process executor (use volume, bind or tmpfs)"
+                        .into(),
                 ));
             }
         };
-        planned.push(BindMount {
+        planned.push(TaskMount {
             source,
             target: PathBuf::from(target),
             read_only: m.read_only == Some(true),
-            volume,
         });
     }
     Ok(planned)
@@ -137,51 +170,73 @@ fn volume_name(name: &str) -> Result<(), String> {
 }
 
 /// Makes the directories of the volumes among `mounts` that do not exist yet.
-pub fn make_volumes(mounts: &[BindMount]) -> Result<(), ExecError> {
-    for m in mounts.iter().filter(|m| m.volume) {
-        fs::create_dir_all(&m.source).map_err(|e| {
-            ExecError::io(
-                format!("creating the volume directory {}", m.source.display()),
-                e,
-            )
-        })?;
+pub fn make_volumes(mounts: &[TaskMount]) -> Result<(), ExecError> {
+    for m in mounts {
+        if let Source::Volume(dir) = &m.source {
+            fs::create_dir_all(dir).map_err(|e| {
+                ExecError::io(
+                    format!("creating the volume directory {}", dir.display()),
+                    e,
+                )
+            })?;
+        }
     }
     Ok(())
 }
 
-/// Bind-mounts `m` (recursively, as docker's default `rbind`) in the current mount namespace,
-/// making its mount point if missing. Runs in the task's process, before its program.
-pub(crate) fn bind(m: &BindMount) -> io::Result<()> {
-    if fs::symlink_metadata(&m.target).is_err() {
-        if m.source.is_dir() {
-            fs::create_dir_all(&m.target)?;
-        } else {
-            if let Some(parent) = m.target.parent() {
-                fs::create_dir_all(parent)?;
+/// Mounts `m` in the current mount namespace, making its mount point if missing. Runs in the
+/// task's process, before its program.
+pub(crate) fn apply(m: &TaskMount) -> io::Result<()> {
+    let read_only = if m.read_only {
+        MsFlags::MS_RDONLY
+    } else {
+        MsFlags::empty()
+    };
+    match &m.source {
+        Source::Host(source) | Source::Volume(source) => {
+            make_mount_point(&m.target, source.is_dir())?;
+            // Recursive, as docker's default `rbind`.
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+            mount(Some(source), &m.target, None::<&str>, flags, None::<&str>)?;
+            if m.read_only {
+                // A bind mount takes its flags from a remount: the first mount ignores them.
+                let flags = flags | MsFlags::MS_REMOUNT | read_only;
+                mount(None::<&str>, &m.target, None::<&str>, flags, None::<&str>)?;
             }
-            fs::File::create(&m.target)?;
+        }
+        Source::Tmpfs(data) => {
+            make_mount_point(&m.target, true)?;
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | read_only;
+            mount(
+                Some("tmpfs"),
+                &m.target,
+                Some("tmpfs"),
+                flags,
+                Some(data.as_str()),
+            )?;
         }
     }
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
-    mount(
-        Some(&m.source),
-        &m.target,
-        None::<&str>,
-        flags,
-        None::<&str>,
-    )?;
-    if m.read_only {
-        // A bind mount takes its flags from a remount: the first mount ignores MS_RDONLY.
-        let flags = flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        mount(None::<&str>, &m.target, None::<&str>, flags, None::<&str>)?;
-    }
     Ok(())
+}
+
+/// Makes `target` (a directory, or an empty file to mount a file on) if nothing is there.
+fn make_mount_point(target: &Path, directory: bool) -> io::Result<()> {
+    if fs::symlink_metadata(target).is_ok() {
+        return Ok(());
+    }
+    if directory {
+        return fs::create_dir_all(target);
+    }
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::File::create(target).map(drop)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{MountVolumeOptions, MountVolumeOptionsDriverConfig};
+    use bollard::models::{MountTmpfsOptions, MountVolumeOptions, MountVolumeOptionsDriverConfig};
 
     fn mount(typ: MountType, source: &str, target: &str) -> Mount {
         Mount {
@@ -192,7 +247,7 @@ mod tests {
         }
     }
 
-    fn planned(mounts: &[Mount]) -> Result<Vec<BindMount>, String> {
+    fn planned(mounts: &[Mount]) -> Result<Vec<TaskMount>, String> {
         plan(
             mounts,
             Path::new("/data/volumes"),
@@ -202,26 +257,47 @@ mod tests {
     }
 
     #[test]
-    fn volumes_and_binds_become_bind_mounts() {
+    fn volumes_binds_and_tmpfs_are_planned() {
         let mut ro = mount(MountType::BIND, "/tmp", "/host/tmp");
         ro.read_only = Some(true);
+        let mut small = mount(MountType::TMPFS, "", "/run/small");
+        small.tmpfs_options = Some(MountTmpfsOptions {
+            size_bytes: Some(65536),
+            mode: Some(0o700),
+            options: None,
+        });
         let mounts = [
             mount(MountType::VOLUME, "demo_db", "/var/lib/db"),
             mount(MountType::VOLUME, "", "/scratch"),
             ro,
+            mount(MountType::TMPFS, "", "/run/any"),
+            small,
         ];
         let want = [
-            ("/data/volumes/demo_db", "/var/lib/db", false, true),
-            ("/data/tasks/t1/volume-1", "/scratch", false, true),
-            ("/tmp", "/host/tmp", true, false),
+            (
+                Source::Volume("/data/volumes/demo_db".into()),
+                "/var/lib/db",
+                false,
+            ),
+            (
+                Source::Volume("/data/tasks/t1/volume-1".into()),
+                "/scratch",
+                false,
+            ),
+            (Source::Host("/tmp".into()), "/host/tmp", true),
+            (Source::Tmpfs("mode=1777".into()), "/run/any", false),
+            (
+                Source::Tmpfs("mode=700,size=65536".into()),
+                "/run/small",
+                false,
+            ),
         ];
-        let want: Vec<BindMount> = want
-            .iter()
-            .map(|&(source, target, read_only, volume)| BindMount {
-                source: source.into(),
+        let want: Vec<TaskMount> = want
+            .into_iter()
+            .map(|(source, target, read_only)| TaskMount {
+                source,
                 target: target.into(),
                 read_only,
-                volume,
             })
             .collect();
         assert_eq!(planned(&mounts).unwrap(), want);
@@ -250,7 +326,8 @@ mod tests {
             err(mount(MountType::BIND, "/no/such/dir", "/x"))
                 .ends_with("bind source path does not exist: /no/such/dir")
         );
-        assert!(err(mount(MountType::TMPFS, "", "/x")).contains("not supported"));
+        assert!(err(mount(MountType::NPIPE, "", "/x")).contains("not supported"));
+        assert!(err(mount(MountType::TMPFS, "/tmp", "/x")).ends_with("must not be specified"));
         let mut remote = mount(MountType::VOLUME, "db", "/x");
         remote.volume_options = Some(MountVolumeOptions {
             driver_config: Some(MountVolumeOptionsDriverConfig {

@@ -23,7 +23,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
 use super::logs::{self, LogLine, LogOptions};
-use super::mounts::{self, BindMount};
+use super::mounts::{self, Source, TaskMount};
 use super::resolv;
 use super::taskdir::{ProcessId, Started, TaskDir, write_json};
 use super::{ExecError, Executor, ExitStatus, LaunchSpec, TaskRunState};
@@ -164,11 +164,10 @@ fn provide(
         let path = dir.resolv_conf();
         write_atomic(&path, contents.as_bytes(), 0o644)
             .map_err(|e| ExecError::io(format!("writing {}", path.display()), e))?;
-        spec.mounts.push(BindMount {
-            source: path,
+        spec.mounts.push(TaskMount {
+            source: Source::Host(path),
             target: PathBuf::from(resolv::TARGET),
             read_only: false,
-            volume: false,
         });
     }
     Ok(spec)
