@@ -201,9 +201,10 @@ impl NetworkInfo {
     }
 
     /// Name of the TAP device of the node's VIP balancer on the network (its balancer address,
-    /// the gateway where DNS answers, the services' VIPs), another port of the bridge.
+    /// the gateway where DNS answers, the services' VIPs), another port of the bridge. (`shv`
+    /// names tasks' veths.)
     pub fn balancer_tap_name(&self) -> String {
-        format!("shv{}", self.vni)
+        format!("shl{}", self.vni)
     }
 }
 

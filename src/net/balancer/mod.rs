@@ -13,7 +13,7 @@
 //! address and port; a backend that refuses or does not answer is skipped for the next, as the
 //! routing mesh does. Both legs are sockets of the same stack: the loop copies bytes between
 //! their buffers without a lock or an allocation per packet. UDP to `VIP:port` goes the same
-//! way, one flow per client address and port (see [`udp`]).
+//! way, one flow per client address and port.
 //!
 //! The gateway answers DNS on port 53 (UDP) from the network's names ([`crate::net::dns`]); other
 //! names go to the node's own resolvers.
