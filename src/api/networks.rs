@@ -403,6 +403,7 @@ pub async fn inspect(
     let node = daemon.swarm().await.ok_or(SwarmError::NotInSwarm)?;
     let counters = node.network.counters().await;
     let mesh_counters = node.network.mesh_counters().await;
+    let balancer_counters = node.network.balancer_counters().await;
     let table = node.network.table();
     let applied = manager.store.read();
     let network = find(&applied.state, &reference)?;
@@ -467,6 +468,7 @@ pub async fn inspect(
             .and_then(|c| c.networks.get(&network.id).copied()),
         unattributed_drops: counters.map(|c| c.drops),
         mesh_counters: mesh_counters.filter(|_| network.is_ingress()),
+        balancer_counters: balancer_counters.filter(|_| routes.is_some() && !network.is_ingress()),
     }))
 }
 
@@ -505,6 +507,9 @@ pub struct LocalNetworkView {
     /// The routing mesh's counters on this node (the ingress network only).
     #[serde(skip_serializing_if = "Option::is_none")]
     mesh_counters: Option<crate::net::mesh::MeshCounters>,
+    /// The VIP balancer's counters on this node (all its networks; other overlays than ingress).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    balancer_counters: Option<crate::net::balancer::BalancerCounters>,
 }
 
 /// `DELETE /networks/{id}`: refused while a service or a task uses the network (the store
