@@ -80,11 +80,15 @@ pub struct Plan {
 /// Reads the compose file `text`, refusing what docker refuses, with the variables `env`
 /// holds substituted in its values (docker's client takes them from its environment).
 pub fn load(text: &str, env: &HashMap<String, String>) -> Result<Loaded, ComposeError> {
-    // Untyped first, so the keys are checked with docker's rules before serde meets them
-    // and variables are substituted before values are typed.
-    let mut document: Value = serde_yaml_ng::from_str(text)?;
+    // Untyped first, so that `<<` merge keys are merged (as docker's YAML parser does), the
+    // keys checked with docker's rules before serde meets them, and variables substituted
+    // before values are typed.
+    let parsed: Value = serde_yaml_ng::from_str(text)?;
+    let mut document = parsed.clone();
+    document.apply_merge()?;
     let warnings = keys::check(&document)?;
-    let file: ComposeFile = if interpolate::interpolate(&mut document, env)? {
+    let substituted = interpolate::interpolate(&mut document, env)?;
+    let file: ComposeFile = if substituted || document != parsed {
         serde_yaml_ng::from_value(document)?
     } else {
         // Typed from the text, so that a value of the wrong type is reported where it is.

@@ -573,3 +573,35 @@ fn health_checks_as_docker_sends_them() {
     assert_eq!(web.retries, Some(3));
     assert_eq!(web.start_period, Some(60_000_000_000));
 }
+
+#[test]
+fn merge_keys_share_settings_between_services() {
+    let text = "x-defaults: &defaults
+  image: app:1
+  restart: always
+  deploy: {replicas: 3}
+services:
+  a:
+    <<: *defaults
+  b:
+    <<: *defaults
+    image: app:2
+";
+    let loaded = load(text, &HashMap::new()).unwrap();
+    assert_eq!(loaded.warnings, ["Ignoring unsupported options: restart"]);
+    let plan = plan("app", &loaded.file, Path::new("/")).unwrap();
+    let images: Vec<_> = plan
+        .services
+        .iter()
+        .map(|s| container(s).image.clone().unwrap())
+        .collect();
+    assert_eq!(images, ["app:1", "app:2"]);
+    let replicas = plan.services[1]
+        .mode
+        .clone()
+        .unwrap()
+        .replicated
+        .unwrap()
+        .replicas;
+    assert_eq!(replicas, Some(3));
+}
