@@ -3,8 +3,8 @@
 //! client at 10.0.0.20 and echoing backends. Checks TCP through a VIP to the same port of a
 //! backend, the spread over backends, retries past a backend that refuses, a service without
 //! tasks, UDP through a VIP, which ARP requests the balancer answers, and DNS on the gateway:
-//! cluster names answered there, other names forwarded to the node's resolver (a UDP socket on
-//! loopback).
+//! cluster names answered there (over UDP and TCP), other names forwarded to the node's
+//! resolver (a UDP socket on loopback).
 
 #[path = "support/smol_backend.rs"]
 #[allow(dead_code)] // the mesh's part
@@ -307,4 +307,30 @@ fn datagrams_to_a_vip_reach_a_task_on_the_same_port_and_come_back() {
     }
     // Each datagram came from a port of its own: a flow each.
     assert_eq!(balancer.counters().udp_flows, 3);
+}
+
+#[test]
+fn the_gateway_answers_over_tcp_too() {
+    let (_balancer, backends) = balancer_with_backends(&table(&[5]), &[(5, true)]);
+    let query = dns_query("db.");
+    // Two queries on one connection, each after its length.
+    let mut framed = Vec::new();
+    for _ in 0..2 {
+        framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&query);
+    }
+    let gateway = SocketAddrV4::new(network().gateway, 53);
+    let mut received = backends
+        .dial(CLIENT, gateway, framed)
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the session ended");
+    for _ in 0..2 {
+        assert!(received.len() > 2, "{received:?}");
+        let len = usize::from(u16::from_be_bytes([received[0], received[1]]));
+        let reply = Message::from_vec(&received[2..2 + len]).unwrap();
+        let addresses: Vec<RData> = reply.answers().iter().map(|r| r.data().clone()).collect();
+        assert_eq!(addresses, [RData::A(VIP.into())]);
+        received.drain(..2 + len);
+    }
+    assert!(received.is_empty());
 }

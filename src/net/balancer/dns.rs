@@ -1,7 +1,8 @@
 //! The embedded DNS on each network's gateway: a UDP socket of the network's stack at
-//! `gateway:53`, answered from the network's [`Zone`]; names outside the cluster go to the node's
-//! resolvers through one [`Forwarder`] shared by every network, and its replies (or a SERVFAIL
-//! when none comes) go back through the same socket.
+//! `gateway:53` (and TCP sessions there, see [`super::dns_tcp`]), answered from the network's
+//! [`Zone`](crate::net::dns::Zone); names outside the cluster go to the node's resolvers through
+//! one [`Forwarder`] shared by every network, and its replies (or a SERVFAIL when none comes) go
+//! back the way the query came.
 
 use std::time::Instant;
 
@@ -14,31 +15,44 @@ use crate::net::dns::{Forwarder, Outcome, answer, servfail};
 use crate::net::mesh::slab::Slab;
 
 /// The DNS port.
-const PORT: u16 = 53;
+pub const PORT: u16 = 53;
 /// Queries and replies each network's DNS socket queues in each direction.
 const QUEUE_DATAGRAMS: usize = 64;
-/// The largest query taken and reply given (what nearly every EDNS client offers).
-const MAX_MESSAGE: usize = 4096;
+/// The largest query taken over UDP (what nearly every EDNS client offers).
+const MAX_QUERY: usize = 4096;
+/// The largest reply given: what a TCP length prefix can count.
+const MAX_REPLY: usize = 65535;
+
+/// Who asked a query.
+#[derive(Clone, Copy, Debug)]
+pub enum Client {
+    /// A client over UDP, at this address and port.
+    Udp(IpEndpoint),
+    /// The TCP session with this serial number.
+    Tcp(u64),
+}
 
 /// Whom a forwarded query is for: the network's index and the client.
-pub type Client = (usize, IpEndpoint);
+pub type Key = (usize, Client);
 
 /// What every network's DNS shares: the forwarder and the buffers a message is built in.
 pub struct Resolver {
     /// Sends queries for other names on; `None` when the node's resolvers are unknown (every
     /// such query fails at once).
-    pub forwarder: Option<Forwarder<Client>>,
+    pub forwarder: Option<Forwarder<Key>>,
+    /// Where a query received over UDP is copied.
     query: Box<[u8]>,
-    reply: Box<[u8]>,
+    /// Where a reply is written.
+    pub reply: Box<[u8]>,
 }
 
 impl Resolver {
     /// A resolver forwarding with `forwarder`.
-    pub fn new(forwarder: Option<Forwarder<Client>>) -> Resolver {
+    pub fn new(forwarder: Option<Forwarder<Key>>) -> Resolver {
         Resolver {
             forwarder,
-            query: vec![0; MAX_MESSAGE].into_boxed_slice(),
-            reply: vec![0; MAX_MESSAGE].into_boxed_slice(),
+            query: vec![0; MAX_QUERY].into_boxed_slice(),
+            reply: vec![0; MAX_REPLY].into_boxed_slice(),
         }
     }
 
@@ -109,30 +123,49 @@ impl Network {
                 Outcome::Reply(len) => len,
                 Outcome::Malformed => continue,
                 Outcome::Forward => {
-                    let client = (index, meta.endpoint);
-                    let forwarded = resolver
-                        .forwarder
-                        .as_mut()
-                        .map(|f| f.forward(query, client, Instant::now()));
-                    if forwarded == Some(Ok(())) {
-                        Counters::add(&counters.dns_forwarded, 1);
+                    let client = (index, Client::Udp(meta.endpoint));
+                    if forward(&mut resolver.forwarder, query, client, counters) {
                         continue;
                     }
-                    Counters::add(&counters.dns_failed, 1);
                     match servfail(query, &mut resolver.reply) {
                         Some(len) => len,
                         None => continue,
                     }
                 }
             };
-            self.send_reply(meta.endpoint, &resolver.reply[..len]);
+            self.send_reply(Client::Udp(meta.endpoint), &resolver.reply[..len]);
         }
     }
 
     /// Sends a DNS reply to `client` from the gateway; dropped if the socket's queue is full
     /// (the client asks again).
-    pub fn send_reply(&mut self, client: IpEndpoint, reply: &[u8]) {
-        let socket = self.stack.sockets.get_mut::<udp::Socket>(self.dns);
-        let _ = socket.send_slice(reply, client);
+    pub fn send_reply(&mut self, client: Client, reply: &[u8]) {
+        match client {
+            Client::Udp(endpoint) => {
+                let socket = self.stack.sockets.get_mut::<udp::Socket>(self.dns);
+                let _ = socket.send_slice(reply, endpoint);
+            }
+            Client::Tcp(serial) => self.send_tcp_reply(serial, reply),
+        }
     }
+}
+
+/// Sends `query` on to the node's resolvers for `client`, counted; false when it cannot be
+/// (the caller answers SERVFAIL).
+pub fn forward(
+    forwarder: &mut Option<Forwarder<Key>>,
+    query: &[u8],
+    client: Key,
+    counters: &Counters,
+) -> bool {
+    let forwarded = forwarder
+        .as_mut()
+        .is_some_and(|f| f.forward(query, client, Instant::now()).is_ok());
+    let counter = if forwarded {
+        &counters.dns_forwarded
+    } else {
+        &counters.dns_failed
+    };
+    Counters::add(counter, 1);
+    forwarded
 }

@@ -11,7 +11,7 @@ use mio::{Events, Interest, Poll, Token};
 use smoltcp::socket::{tcp, udp};
 
 use super::Counters;
-use super::dns::{Client, Resolver};
+use super::dns::{Key, Resolver};
 use super::network::Network;
 use crate::net::dns::Forwarder;
 use crate::net::mesh::slab::Slab;
@@ -75,7 +75,7 @@ impl Looper {
         poll: Poll,
         commands: mpsc::Receiver<Command>,
         counters: Arc<Counters>,
-        mut forwarder: Option<Forwarder<Client>>,
+        mut forwarder: Option<Forwarder<Key>>,
     ) -> io::Result<Looper> {
         if let Some(forwarder) = forwarder.as_mut() {
             poll.registry()
@@ -165,7 +165,8 @@ impl Looper {
         for _ in 0..MAX_ROUNDS {
             let moved = network.pump_connections(&mut self.shared)
                 | network.relay_datagrams(&mut self.shared)
-                | network.answer_queries(index, &mut self.resolver, &self.shared.counters);
+                | network.answer_queries(index, &mut self.resolver, &self.shared.counters)
+                | network.serve_dns_sessions(index, &mut self.resolver, &self.shared.counters);
             let sent = network.stack.egress();
             network.bury(&mut self.shared.pool);
             if !changed && !moved && !sent {

@@ -15,12 +15,13 @@
 //! their buffers without a lock or an allocation per packet. UDP to `VIP:port` goes the same
 //! way, one flow per client address and port.
 //!
-//! The gateway answers DNS on port 53 (UDP) from the network's names ([`crate::net::dns`]); other
+//! The gateway answers DNS on port 53 (UDP and TCP) from the network's names ([`crate::net::dns`]); other
 //! names go to the node's own resolvers.
 
 #![warn(missing_docs)]
 
 mod dns;
+mod dns_tcp;
 mod event_loop;
 mod network;
 mod tcp;
@@ -91,7 +92,7 @@ impl Balancer {
 
     fn launch(
         opener: impl DeviceOpener,
-        forwarder: io::Result<Forwarder<dns::Client>>,
+        forwarder: io::Result<Forwarder<dns::Key>>,
     ) -> io::Result<Balancer> {
         let forwarder = forwarder
             .inspect_err(|e| tracing::warn!("DNS answers SERVFAIL for other names: {e}"))

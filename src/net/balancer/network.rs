@@ -9,6 +9,7 @@ use smoltcp::wire::{
 };
 
 use super::dns;
+use super::dns_tcp::Sessions;
 use super::event_loop::Shared;
 use super::tcp::Connection;
 use super::udp::UdpFlows;
@@ -33,8 +34,12 @@ pub struct Network {
     pub dying: Vec<(SocketHandle, Option<u16>)>,
     /// The device has frames to read (it reports each arrival once: edge-triggered).
     pub readable: bool,
+    /// The network's gateway, where DNS answers.
+    pub gateway: Ipv4Addr,
     /// The DNS socket, at the gateway's port 53.
     pub dns: SocketHandle,
+    /// DNS sessions over TCP.
+    pub dns_tcp: Sessions,
     /// The names DNS answers on the network.
     pub zone: Zone,
 }
@@ -59,7 +64,9 @@ impl Network {
             dying: Vec::new(),
             // Whatever waits on a new device was never reported.
             readable: true,
+            gateway: routes.info.gateway,
             dns,
+            dns_tcp: Sessions::default(),
             zone: Zone::new(routes),
         };
         network.follow(routes);
@@ -93,31 +100,45 @@ impl Network {
     /// Takes in every frame waiting on the device; whether any socket's state may have changed.
     /// A frame that opens something at a VIP finds a socket made for it just before the stack
     /// takes it in (smoltcp has no listen-on-every-port): a TCP SYN a listener (which takes
-    /// only that connection), a UDP datagram a socket at that VIP and port.
+    /// only that connection), a UDP datagram a socket at that VIP and port. So does a SYN to
+    /// the gateway's DNS port.
     pub fn take_frames(&mut self, shared: &mut Shared) -> bool {
         let mut changed = false;
         loop {
             let Some(frame) = self.stack.device.fetch() else {
                 return changed;
             };
-            let opening = opening(frame).filter(|(_, vip)| self.vips.contains_key(vip.ip()));
-            let listener = match opening {
-                Some((IpProtocol::Tcp, vip)) => Some(self.listen(vip, &mut shared.pool)),
-                Some((_, vip)) => {
-                    self.bind_vip(vip, &mut shared.udp_pool);
-                    None
-                }
-                None => None,
+            let dns = SocketAddrV4::new(self.gateway, dns::PORT);
+            let listener = match opening(frame) {
+                Some((IpProtocol::Tcp, to)) if to == dns => Some(Listener::Dns(self.listen_dns())),
+                Some((protocol, to)) if self.vips.contains_key(to.ip()) => match protocol {
+                    IpProtocol::Tcp => Some(Listener::Vip(self.listen(to, &mut shared.pool))),
+                    _ => {
+                        self.bind_vip(to, &mut shared.udp_pool);
+                        None
+                    }
+                },
+                _ => None,
             };
             match self.stack.ingress_one() {
                 Some(frame_changed) => changed |= frame_changed,
                 None => return changed,
             }
-            if let Some(index) = listener {
-                self.unless_taken(index, &mut shared.pool);
+            match listener {
+                Some(Listener::Vip(index)) => self.unless_taken(index, &mut shared.pool),
+                Some(Listener::Dns(serial)) => self.unless_taken_dns(serial),
+                None => {}
             }
         }
     }
+}
+
+/// A listener made for a SYN.
+enum Listener {
+    /// A connection to a VIP, by index.
+    Vip(usize),
+    /// A DNS session, by serial number.
+    Dns(u64),
 }
 
 /// What `frame` may open, and where: a TCP connection (a SYN without ACK) or a UDP flow, to an
