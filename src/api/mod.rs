@@ -14,6 +14,7 @@ mod services;
 mod swarm;
 mod system;
 mod tasks;
+mod volumes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -80,6 +81,13 @@ fn routes(daemon: Arc<Daemon>) -> Router {
             get(secrets::missing::<Configs>).delete(secrets::missing::<Configs>),
         )
         .route("/configs/{id}/update", post(secrets::missing::<Configs>))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .route("/tasks/{id}", get(tasks::inspect))
         .fallback(page_not_found)
         .method_not_allowed_fallback(page_not_found)

@@ -12,6 +12,7 @@ pub mod process;
 pub mod resolv;
 pub mod shim;
 mod taskdir;
+pub mod volumes;
 
 use std::io;
 use std::net::IpAddr;
@@ -26,6 +27,7 @@ use tokio::sync::mpsc;
 pub use launch::LaunchSpec;
 pub use logs::{LogLine, LogOptions, LogStream};
 pub use process::ProcessExecutor;
+pub use volumes::Volume;
 
 /// What runs tasks on this node. Every method is keyed by the task's id, which is also how a
 /// restarted daemon finds the tasks that kept running without it ([`Executor::list`]).
@@ -88,6 +90,21 @@ pub trait Executor: Send + Sync {
     /// The task's network namespace (`/proc/<pid>/ns/net`) while it runs, for attaching it to
     /// networks.
     fn netns_path<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Option<PathBuf>>;
+
+    /// The node's named volumes, with the tasks that mount them.
+    fn volumes(&self) -> BoxFuture<'_, Result<Vec<Volume>, ExecError>>;
+
+    /// The named volume `name`.
+    fn volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Volume, ExecError>>;
+
+    /// Makes the named volume `name`, unless it exists.
+    fn create_volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Volume, ExecError>>;
+
+    /// Removes the named volume `name` and its content; refused while a task mounts it.
+    fn remove_volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ExecError>>;
+
+    /// Removes every named volume no task mounts; returns their names and the bytes freed.
+    fn prune_volumes(&self) -> BoxFuture<'_, Result<(Vec<String>, u64), ExecError>>;
 }
 
 /// Where a task is in its life.
@@ -147,6 +164,17 @@ pub enum ExecError {
     /// The executor holds no such task.
     #[error("no such task: {0}")]
     NotFound(String),
+    /// No volume has that name.
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
+    /// A volume to remove is mounted by tasks.
+    #[error("remove {name}: volume is in use - [{}]", tasks.join(", "))]
+    VolumeInUse {
+        /// The volume.
+        name: String,
+        /// The tasks mounting it.
+        tasks: Vec<String>,
+    },
     /// The shim could not be started or died before starting the task.
     #[error("task {task}: the shim failed: {message}")]
     Shim {

@@ -154,7 +154,7 @@ fn absolute(path: &str) -> Result<(), String> {
 
 /// Docker's rule for local volume names, `[a-zA-Z0-9][a-zA-Z0-9_.-]+`: a name is one directory
 /// under the volumes, never a path out of it.
-fn volume_name(name: &str) -> Result<(), String> {
+pub(crate) fn volume_name(name: &str) -> Result<(), String> {
     let valid = name.len() >= 2
         && name
             .chars()

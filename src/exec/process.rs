@@ -26,6 +26,7 @@ use super::logs::{self, LogLine, LogOptions};
 use super::mounts::{self, Source, TaskMount};
 use super::resolv;
 use super::taskdir::{ProcessId, Started, TaskDir, write_json};
+use super::volumes::{self, Volume};
 use super::{ExecError, Executor, ExitStatus, LaunchSpec, TaskRunState};
 use crate::fsutil::write_atomic;
 
@@ -454,6 +455,26 @@ impl Executor for ProcessExecutor {
             });
             Ok(rx)
         })
+    }
+
+    fn volumes(&self) -> BoxFuture<'_, Result<Vec<Volume>, ExecError>> {
+        Box::pin(async move { volumes::list(&self.volumes, &self.root) })
+    }
+
+    fn volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Volume, ExecError>> {
+        Box::pin(async move { volumes::get(&self.volumes, &self.root, name) })
+    }
+
+    fn create_volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Volume, ExecError>> {
+        Box::pin(async move { volumes::create(&self.volumes, &self.root, name) })
+    }
+
+    fn remove_volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ExecError>> {
+        Box::pin(async move { volumes::remove(&self.volumes, &self.root, name) })
+    }
+
+    fn prune_volumes(&self) -> BoxFuture<'_, Result<(Vec<String>, u64), ExecError>> {
+        Box::pin(async move { volumes::prune(&self.volumes, &self.root) })
     }
 
     fn netns_path<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Option<PathBuf>> {

@@ -79,6 +79,11 @@ impl TaskDir {
         write_json(&self.exit(), status)
     }
 
+    /// Reads `spec.json`, if the executor has written it.
+    pub(crate) fn read_spec(&self) -> io::Result<Option<super::LaunchSpec>> {
+        read_json(&self.spec())
+    }
+
     /// Reads `started.json`, if the shim has got that far.
     pub(crate) fn read_started(&self) -> io::Result<Option<Started>> {
         read_json(&self.started())

@@ -6,7 +6,9 @@
 # read-only; a task on the stack's network names the network's gateway (the
 # embedded DNS) in its /etc/resolv.conf; a redeploy updates, --prune removes a
 # service the file dropped; `stack rm` removes services and the network; secrets
-# and configs list empty.
+# and configs list empty; `volume ls|inspect|rm` show and remove the volume, not
+# while a task mounts it; the shop example answers through the mesh with a row
+# its web task fetched from db by name.
 #
 # Mount points and bind sources live under the lab's state directory (the
 # process executor's tasks see the host's tree), which `lab down` removes.
@@ -93,6 +95,12 @@ check_output "db reads the bind mount" "from the host" dk service logs --raw dem
 check_output "the bind mount is read-only" "read-only" dk service logs --raw demo_db
 check "the volume is a directory of the node's data dir" test -s "$VOLUMES/demo_dbdata/boots"
 check "the mount point holds nothing on the host" test ! -e "$MNT/db/boots"
+check_match "volume ls shows the stack's volume" '^local[[:space:]]+demo_dbdata$' \
+  dk volume ls --format '{{.Driver}} {{.Name}}'
+check_output "volume inspect: its directory" "\"Mountpoint\": \"$VOLUMES/demo_dbdata\"" \
+  dk volume inspect demo_dbdata
+check_fails "a volume a task mounts cannot be removed" "remove demo_dbdata: volume is in use" \
+  dk volume rm demo_dbdata
 
 # 3. Redeploy: an update; the volume outlives the task it replaces.
 check_output "a redeploy updates the services" "Updating service demo_db" \
@@ -119,6 +127,9 @@ check_output "stack rm removes the services and the network" "Removing network d
 check_match "stack ls is empty" '^NAME[[:space:]]+SERVICES$' dk stack ls
 eventually check_match "no demo network is left" '^ingress$' dk network ls --format '{{.Name}}'
 check_fails "stack ps of a removed stack" "nothing found in stack: demo" dk stack ps demo
+eventually check_output "once no task mounts it, the volume can be removed" demo_dbdata \
+  dk volume rm demo_dbdata
+check "its directory is gone" test ! -e "$VOLUMES/demo_dbdata"
 
 # 7. The shop example with the stock CLI: a web task reaches db by name through the embedded
 #    DNS that its resolv.conf names, and answers through the mesh on 8080.
