@@ -32,8 +32,9 @@ pub const IMAGE_LABEL: &str = "com.docker.stack.image";
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
     /// Not YAML, or a value of the wrong type; the message ends with the line and column.
+    /// (Not a `source`: the message already holds it, and `{:#}` would print it twice.)
     #[error("invalid compose file: {0}")]
-    Yaml(#[from] serde_yaml_ng::Error),
+    Yaml(serde_yaml_ng::Error),
     /// Options docker refuses, each with its advice.
     #[error("Compose file contains unsupported options:\n\n{0}\n")]
     Forbidden(String),
@@ -54,6 +55,12 @@ pub enum ComposeError {
     /// Services that cannot all be published as asked.
     #[error("{0}")]
     Ports(String),
+}
+
+impl From<serde_yaml_ng::Error> for ComposeError {
+    fn from(error: serde_yaml_ng::Error) -> Self {
+        Self::Yaml(error)
+    }
 }
 
 /// A compose file read and checked, with the warnings docker would print for it.
