@@ -76,7 +76,7 @@ fn balancer_asking(first: &Arc<RouteTable>, resolver: SocketAddr) -> (Balancer, 
     };
     let far_end = opener.far_end.clone();
     let balancer = Balancer::start_with(opener, vec![resolver]).unwrap();
-    balancer.install(first.clone()).unwrap();
+    balancer.install(first.clone(), 4789).unwrap();
     let link = far_end.lock().unwrap().take().expect("a device was opened");
     (balancer, link)
 }

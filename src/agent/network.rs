@@ -124,10 +124,11 @@ impl NodeNetwork {
             // Opens the stack's TAP if the ingress address is new: the bridge takes it below.
             mesh.install(table.clone(), data_path_port)?;
         }
-        if let Some(balancer) = devices.balancer(!table.balancers.is_empty())? {
+        let wanted = !table.balancers.is_empty();
+        if let Some(balancer) = devices.balancer(wanted, &self.node_id, self.underlay_ip)? {
             // Opens the TAPs of networks new to it: the bridges take them below. A TAP that
             // cannot be opened leaves that network without VIPs and DNS, not the others.
-            if let Err(e) = balancer.install(table.clone()) {
+            if let Err(e) = balancer.install(table.clone(), data_path_port) {
                 tracing::warn!("{e}");
             }
         }
@@ -254,12 +255,21 @@ impl Devices {
     }
 
     /// The balancer, started when first `wanted` and stopped when no longer; `None` while not
-    /// wanted.
-    fn balancer(&mut self, wanted: bool) -> anyhow::Result<Option<&Balancer>> {
+    /// wanted. It sends to other nodes from `underlay_ip` as `node_id`.
+    fn balancer(
+        &mut self,
+        wanted: bool,
+        node_id: &str,
+        underlay_ip: IpAddr,
+    ) -> anyhow::Result<Option<&Balancer>> {
         if !wanted {
             self.balancer = None;
         } else if self.balancer.is_none() {
-            let balancer = Balancer::start(Path::new(RESOLV_CONF))
+            let direct = DirectConfig {
+                local_node: node_id.to_string(),
+                underlay: underlay_ip,
+            };
+            let balancer = Balancer::start(Path::new(RESOLV_CONF), Some(direct))
                 .map_err(|e| anyhow::anyhow!("starting the VIP balancer: {e}"))?;
             tracing::info!("VIP balancer started");
             self.balancer = Some(balancer);

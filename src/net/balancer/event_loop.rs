@@ -14,9 +14,11 @@ use super::Counters;
 use super::dns::{Key, Resolver};
 use super::network::Network;
 use crate::net::dns::Forwarder;
+use crate::net::mesh::DirectConfig;
 use crate::net::mesh::slab::Slab;
+use crate::net::overlay::fdb::Fdb;
 use crate::net::routes::RouteTable;
-use crate::net::stack::Stack;
+use crate::net::stack::{DirectPath, Stack, underlay_socket};
 
 /// Token of the waker that says a command is waiting; a network's device has its index's.
 pub const WAKER: Token = Token(usize::MAX);
@@ -34,10 +36,11 @@ const SCRATCH: usize = 64 << 10;
 /// What the [`super::Balancer`] handle tells the loop.
 pub enum Command {
     /// Follow a new table; `stacks` are new stacks by network ID (replacing any of the same
-    /// network).
+    /// network); other nodes take VXLAN on `data_port`.
     Install {
         table: Arc<RouteTable>,
         stacks: Vec<(String, Stack)>,
+        data_port: u16,
     },
     /// Close everything and end the thread.
     Stop,
@@ -67,6 +70,9 @@ pub struct Looper {
     shared: Shared,
     resolver: Resolver,
     last_sweep: Instant,
+    /// This node in the route table, and the socket the stacks send VXLAN from, to send
+    /// frames for tasks on other nodes straight to them.
+    direct: Option<(DirectConfig, Arc<socket2::Socket>)>,
 }
 
 impl Looper {
@@ -76,7 +82,14 @@ impl Looper {
         commands: mpsc::Receiver<Command>,
         counters: Arc<Counters>,
         mut forwarder: Option<Forwarder<Key>>,
+        direct: Option<DirectConfig>,
     ) -> io::Result<Looper> {
+        let direct = direct.and_then(|config| {
+            let socket = underlay_socket(config.underlay)
+                .inspect_err(|e| tracing::warn!("the balancer sends through the engine: {e}"))
+                .ok()?;
+            Some((config, Arc::new(socket)))
+        });
         if let Some(forwarder) = forwarder.as_mut() {
             poll.registry()
                 .register(forwarder.socket(), FORWARDER, Interest::READABLE)?;
@@ -94,6 +107,7 @@ impl Looper {
             },
             resolver: Resolver::new(forwarder),
             last_sweep: Instant::now(),
+            direct,
         })
     }
 
@@ -180,14 +194,18 @@ impl Looper {
     fn take_commands(&mut self) -> bool {
         while let Ok(command) = self.commands.try_recv() {
             match command {
-                Command::Install { table, stacks } => self.install(&table, stacks),
+                Command::Install {
+                    table,
+                    stacks,
+                    data_port,
+                } => self.install(&table, stacks, data_port),
                 Command::Stop => return false,
             }
         }
         true
     }
 
-    fn install(&mut self, table: &RouteTable, stacks: Vec<(String, Stack)>) {
+    fn install(&mut self, table: &RouteTable, stacks: Vec<(String, Stack)>, data_port: u16) {
         let gone: Vec<String> = self
             .ids
             .keys()
@@ -214,6 +232,31 @@ impl Looper {
         }
         for (id, network) in new {
             self.add(id, network);
+        }
+        self.follow_overlay(table, data_port);
+    }
+
+    /// Gives each stack's device the table's FDB, so that it sends frames for tasks on other
+    /// nodes straight to them (other nodes take VXLAN on `data_port`).
+    fn follow_overlay(&mut self, table: &RouteTable, data_port: u16) {
+        let Some((config, socket)) = &self.direct else {
+            return;
+        };
+        let fdb = Arc::new(Fdb::compile(table, &config.local_node, data_port));
+        for (id, &index) in &self.ids {
+            let (Some(network), Some(routes)) =
+                (self.networks.get_mut(index), table.networks.get(id))
+            else {
+                continue;
+            };
+            let path = fdb
+                .network_index(routes.info.vni)
+                .map(|network| DirectPath {
+                    socket: socket.clone(),
+                    fdb: fdb.clone(),
+                    network,
+                });
+            network.stack.device.set_direct_path(path);
         }
     }
 

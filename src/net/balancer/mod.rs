@@ -38,7 +38,7 @@ use std::thread::JoinHandle;
 use serde::Serialize;
 
 use crate::net::dns::Forwarder;
-use crate::net::mesh::DeviceOpener;
+use crate::net::mesh::{DeviceOpener, DirectConfig};
 use crate::net::routes::{NetworkInfo, RouteTable};
 use crate::net::stack::{DeviceDrops, FrameFd, Stack};
 
@@ -74,25 +74,27 @@ struct RunningStack {
 
 impl Balancer {
     /// Starts the balancer thread with TAP devices, sending DNS queries for names outside the
-    /// cluster to the nameservers of `resolv_conf` (the node's `/etc/resolv.conf`); it serves
-    /// no network yet.
-    pub fn start(resolv_conf: &Path) -> io::Result<Balancer> {
+    /// cluster to the nameservers of `resolv_conf` (the node's `/etc/resolv.conf`), and with
+    /// `direct`, frames for tasks on other nodes straight to them as VXLAN (rather than through
+    /// the bridge and the overlay engine); it serves no network yet.
+    pub fn start(resolv_conf: &Path, direct: Option<DirectConfig>) -> io::Result<Balancer> {
         let forwarder = Forwarder::from_resolv_conf(resolv_conf);
-        Balancer::launch(BalancerTapOpener, forwarder)
+        Balancer::launch(BalancerTapOpener, forwarder, direct)
     }
 
     /// Starts the balancer thread with `opener` providing each network's device, sending DNS
-    /// queries for names outside the cluster to `resolvers`.
+    /// queries for names outside the cluster to `resolvers`; everything through the devices.
     pub fn start_with(
         opener: impl DeviceOpener,
         resolvers: Vec<SocketAddr>,
     ) -> io::Result<Balancer> {
-        Balancer::launch(opener, Forwarder::new(resolvers))
+        Balancer::launch(opener, Forwarder::new(resolvers), None)
     }
 
     fn launch(
         opener: impl DeviceOpener,
         forwarder: io::Result<Forwarder<dns::Key>>,
+        direct: Option<DirectConfig>,
     ) -> io::Result<Balancer> {
         let forwarder = forwarder
             .inspect_err(|e| tracing::warn!("DNS answers SERVFAIL for other names: {e}"))
@@ -101,7 +103,7 @@ impl Balancer {
         let waker = Arc::new(mio::Waker::new(poll.registry(), event_loop::WAKER)?);
         let (commands, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
-        let looper = Looper::new(poll, receiver, counters.clone(), forwarder)?;
+        let looper = Looper::new(poll, receiver, counters.clone(), forwarder, direct)?;
         let thread = std::thread::Builder::new()
             .name("balancer".into())
             .spawn(move || looper.run())?;
@@ -119,8 +121,9 @@ impl Balancer {
     /// address is new or changed (so the caller can add it to the bridge right after), then
     /// hands the table to the loop, which drops the stacks of networks gone and takes the new
     /// VIPs and backends. A device that cannot be opened is tried again with the next table;
-    /// the first such error is returned once the others are installed.
-    pub fn install(&self, table: Arc<RouteTable>) -> io::Result<()> {
+    /// the first such error is returned once the others are installed. Other nodes take VXLAN
+    /// on `data_port`.
+    pub fn install(&self, table: Arc<RouteTable>, data_port: u16) -> io::Result<()> {
         let mut running = self.stacks.lock().unwrap_or_else(|e| e.into_inner());
         running.retain(|id, stack| {
             let wanted = table.balancers.get(id);
@@ -158,7 +161,11 @@ impl Balancer {
                 }
             }
         }
-        self.send(Command::Install { table, stacks })?;
+        self.send(Command::Install {
+            table,
+            stacks,
+            data_port,
+        })?;
         failure.map_or(Ok(()), Err)
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::RawFd;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use super::udp::Flow;
 use super::{Counters, MeshConfig};
 use crate::net::overlay::fdb::Fdb;
 use crate::net::routes::{PortKey, Protocol, PublishedPort, RouteTable};
-use crate::net::stack::{DirectPath, Stack};
+use crate::net::stack::{DirectPath, Stack, underlay_socket};
 
 /// Token of the waker that says a command is waiting.
 pub const WAKER: Token = Token(usize::MAX);
@@ -351,19 +351,6 @@ impl Looper {
             Protocol::Udp => self.receive_datagrams(key),
         }
     }
-}
-
-/// A non-blocking UDP socket on `underlay`, any port, for VXLAN to other nodes.
-fn underlay_socket(underlay: IpAddr) -> io::Result<socket2::Socket> {
-    let addr = SocketAddr::new(underlay, 0);
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    Ok(socket)
 }
 
 /// Binds a published port: TCP with `SO_REUSEPORT` (a restarted daemon binds at once, and more

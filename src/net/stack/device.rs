@@ -6,6 +6,7 @@
 //! the address they come from.
 
 use std::io::{self, IoSlice};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -175,6 +176,20 @@ impl FrameDevice {
             return Some(header..n);
         }
     }
+}
+
+/// A non-blocking UDP socket on `underlay`, any port, for a [`DirectPath`]'s VXLAN to other
+/// nodes (they check the source address, not the port).
+pub fn underlay_socket(underlay: IpAddr) -> io::Result<socket2::Socket> {
+    let addr = SocketAddr::new(underlay, 0);
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 impl phy::Device for FrameDevice {

@@ -16,7 +16,7 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
 
 pub use claims::Claims;
-pub use device::{DeviceDrops, DirectPath, FrameDevice, FrameFd};
+pub use device::{DeviceDrops, DirectPath, FrameDevice, FrameFd, underlay_socket};
 pub use ports::LocalPorts;
 
 use crate::net::routes::{NetworkInfo, mac_for};
