@@ -141,7 +141,7 @@ pub(super) fn filter_map(pairs: &[(String, String)]) -> HashMap<String, Vec<Stri
 
 /// The ports a service publishes: those the daemon allocated, or, from a daemon that does
 /// not report them (shoal's before it resolved endpoints), those its spec asks for.
-fn published_ports(service: &Service) -> Vec<EndpointPortConfig> {
+pub(crate) fn published_ports(service: &Service) -> Vec<EndpointPortConfig> {
     let allocated = service.endpoint.as_ref().and_then(|e| e.ports.clone());
     let requested = || {
         let spec = service.spec.as_ref()?.endpoint_spec.as_ref()?;

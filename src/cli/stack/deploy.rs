@@ -4,18 +4,22 @@
 //! The whole file is read, checked and converted before the first request, so a file that
 //! fails leaves the cluster as it was; then, like docker: the services no longer in the file
 //! are removed (with `--prune`), the external networks checked, the missing networks created,
-//! and each service updated if the stack has it, else created.
+//! and each service updated if the stack has it, else created. Unlike docker, the published
+//! ports are checked against the other services' before anything is created, so a clash
+//! does not leave the stack half-deployed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
-use bollard::models::{Service, ServiceSpec};
-use bollard::query_parameters::UpdateServiceOptions;
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigPublishModeEnum, Service, ServiceSpec,
+};
+use bollard::query_parameters::{ListServicesOptions, UpdateServiceOptions};
 
 use super::{service_name, stack_networks, stack_services};
-use crate::cli::service::image;
+use crate::cli::service::{image, published_ports};
 use crate::cli::update_version;
 use crate::compose::{self, IMAGE_LABEL, Plan};
 
@@ -47,6 +51,7 @@ pub async fn deploy(docker: &Docker, args: &DeployArgs) -> Result<()> {
     if args.prune {
         prune(docker, stack, &plan).await?;
     }
+    check_ports_free(docker, &plan).await?;
     for name in &plan.external_networks {
         if docker.inspect_network(name, None).await.is_err() {
             bail!(
@@ -152,6 +157,50 @@ fn tagged(mut spec: ServiceSpec) -> ServiceSpec {
         *image = image::for_spec(image);
     }
     spec
+}
+
+/// Refuses a port the file publishes through the routing mesh that a service outside it
+/// already publishes: the daemon would refuse it too, but only after creating the services
+/// before it.
+async fn check_ports_free(docker: &Docker, plan: &Plan) -> Result<()> {
+    let ingress = |spec: &ServiceSpec| -> Vec<EndpointPortConfig> {
+        let endpoint = spec.endpoint_spec.as_ref();
+        let ports = endpoint.and_then(|e| e.ports.clone()).unwrap_or_default();
+        ports.into_iter().filter(is_ingress).collect()
+    };
+    let ours: Vec<&str> = plan
+        .services
+        .iter()
+        .filter_map(|s| s.name.as_deref())
+        .collect();
+    for other in docker.list_services(None::<ListServicesOptions>).await? {
+        let other_name = service_name(&other);
+        if ours.contains(&other_name) {
+            continue; // updated in place, its ports with it
+        }
+        for taken in published_ports(&other).iter().filter(|p| is_ingress(p)) {
+            let clash = |port: &EndpointPortConfig| {
+                port.published_port == taken.published_port && port.protocol == taken.protocol
+            };
+            if let Some(spec) = plan.services.iter().find(|s| ingress(s).iter().any(clash)) {
+                let port = taken.published_port.unwrap_or_default();
+                let protocol = taken.protocol.map(|p| p.to_string()).unwrap_or_default();
+                bail!(
+                    "port {port}/{protocol} of service {} is already published by service \
+                     {other_name}",
+                    spec.name.as_deref().unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a port is published through the routing mesh (the default), rather than on the
+/// task's node alone.
+fn is_ingress(port: &EndpointPortConfig) -> bool {
+    port.published_port.is_some_and(|p| p > 0)
+        && port.publish_mode != Some(EndpointPortConfigPublishModeEnum::HOST)
 }
 
 /// Removes the stack's services that the file no longer has.
