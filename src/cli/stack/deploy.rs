@@ -132,18 +132,17 @@ async fn update(
     task.force_update = current_task.force_update;
     let container = task.container_spec.get_or_insert_with(Default::default);
     let labelled = current.labels.as_ref().and_then(|l| l.get(IMAGE_LABEL));
-    let spec = if container.image.as_ref() == labelled && current_image.is_some() {
+    if container.image.as_ref() == labelled && current_image.is_some() {
         container.image = current_image;
-        spec
-    } else {
-        tagged(spec)
-    };
+    }
     let options = UpdateServiceOptions {
         version: update_version(service.version.as_ref())?,
         registry_auth_from: "spec".into(),
         rollback: None,
     };
-    let updated = docker.update_service(&id, spec, options, None).await;
+    let updated = docker
+        .update_service(&id, tagged(spec), options, None)
+        .await;
     let response = updated.with_context(|| format!("failed to update service {name}"))?;
     print_warnings(response.warnings);
     Ok(())
