@@ -10,7 +10,7 @@ mod logs;
 pub(crate) mod ls;
 pub(crate) mod parse;
 mod pretty;
-mod progress;
+pub(crate) mod progress;
 pub(crate) mod ps;
 mod screen;
 pub(crate) mod spec;

@@ -6,7 +6,8 @@
 //! are removed (with `--prune`), the external networks checked, the missing networks created,
 //! and each service updated if the stack has it, else created. Unlike docker, the published
 //! ports are checked against the other services' before anything is created, so a clash
-//! does not leave the stack half-deployed.
+//! does not leave the stack half-deployed. With `--detach=false` it then follows each
+//! service until it converges, as `service create` does.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use bollard::models::{
 use bollard::query_parameters::{ListServicesOptions, UpdateServiceOptions};
 
 use super::{service_name, stack_networks, stack_services};
+use crate::cli::service::progress::converge;
 use crate::cli::service::{image, published_ports};
 use crate::cli::update_version;
 use crate::compose::{self, IMAGE_LABEL, Plan};
@@ -37,6 +39,21 @@ pub struct DeployArgs {
     /// Prune services that are no longer referenced.
     #[arg(long)]
     prune: bool,
+    /// Exit immediately instead of waiting for the stack services to converge
+    /// (`--detach=false` to wait).
+    #[arg(
+        short,
+        long,
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    detach: bool,
+    /// Suppress progress output.
+    #[arg(short, long)]
+    quiet: bool,
     /// The stack's name.
     stack: String,
 }
@@ -78,9 +95,10 @@ pub async fn deploy(docker: &Docker, args: &DeployArgs) -> Result<()> {
         .into_iter()
         .map(|service| (service_name(&service).to_string(), service))
         .collect();
+    let mut deployed = Vec::new();
     for spec in plan.services {
         let name = spec.name.clone().unwrap_or_default();
-        match existing.get(&name) {
+        let id = match existing.get(&name) {
             Some(service) => update(docker, &name, service, spec).await?,
             None => {
                 println!("Creating service {name}");
@@ -88,8 +106,22 @@ pub async fn deploy(docker: &Docker, args: &DeployArgs) -> Result<()> {
                 let response =
                     created.with_context(|| format!("failed to create service {name}"))?;
                 print_warnings(response.warnings);
+                response.id.unwrap_or_default()
             }
+        };
+        deployed.push(id);
+    }
+    if args.detach {
+        return Ok(());
+    }
+    let mut failures = Vec::new();
+    for id in deployed {
+        if let Err(error) = converge(docker, &id, args.quiet).await {
+            failures.push(format!("{id}: {error:#}"));
         }
+    }
+    if !failures.is_empty() {
+        bail!(failures.join("\n"));
     }
     Ok(())
 }
@@ -122,7 +154,7 @@ async fn update(
     name: &str,
     service: &Service,
     mut spec: ServiceSpec,
-) -> Result<()> {
+) -> Result<String> {
     let id = service.id.clone().unwrap_or_default();
     println!("Updating service {name} (id: {id})");
     let current = service.spec.clone().unwrap_or_default();
@@ -145,7 +177,7 @@ async fn update(
         .await;
     let response = updated.with_context(|| format!("failed to update service {name}"))?;
     print_warnings(response.warnings);
-    Ok(())
+    Ok(id)
 }
 
 /// `spec` with its image tagged, as docker's client sends every new image.

@@ -158,6 +158,15 @@ mod tests {
         };
         let deploy = format!("{deploy:?}");
         assert!(deploy.contains("\"x.yml\"") && deploy.contains("prune: true"));
+        assert!(
+            deploy.contains("detach: true"),
+            "docker's default: no waiting"
+        );
+        let StackCommand::Deploy(waiting) = parse(&["deploy", "-c", "x", "--detach=false", "s"])
+        else {
+            panic!("not deploy");
+        };
+        assert!(format!("{waiting:?}").contains("detach: false"));
         let StackCommand::Services(services) = parse(&["services", "-q", "shop"]) else {
             panic!("not services");
         };
