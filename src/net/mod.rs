@@ -1,7 +1,8 @@
 //! The route path and the packet path: what the control plane compiles for the data plane
 //! ([`routes`]), the devices between tasks and the data plane ([`plumb`]), and the data plane
 //! itself: the overlay engine ([`overlay`]), the daemon's own presence on an overlay ([`stack`]),
-//! the routing mesh built on it ([`mesh`]) and the embedded resolver answering there ([`dns`]).
+//! the routing mesh built on it ([`mesh`]), the VIP balancer ([`balancer`]) and the embedded
+//! resolver it answers with on each network's gateway ([`dns`]).
 //!
 //! Nothing under `net` imports the control plane: the data plane works from [`routes::RouteTable`]
 //! snapshots, plain data that tests can build by hand.
