@@ -3,6 +3,7 @@
 //! 4.2.2); a client may send several queries on one connection (RFC 7766).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, State};
@@ -17,6 +18,9 @@ use crate::net::dns::{Outcome, answer_tcp, servfail};
 /// with its length).
 const RECEIVE_BUFFER: usize = 4 << 10;
 const SEND_BUFFER: usize = 2 + 65535;
+/// How long a session may sit idle before the gateway closes it (RFC 7766 6.2.3 suggests
+/// seconds; a client that needs more opens another).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The TCP sessions of one network's DNS, by serial number (never reused, so that a late reply
 /// from the node's resolvers cannot reach a later session).
@@ -33,6 +37,8 @@ struct Session {
     received: Vec<u8>,
     /// Queries sent on to the node's resolvers and not answered yet.
     waiting: usize,
+    /// When the client last sent something.
+    last_active: Instant,
 }
 
 impl Network {
@@ -42,6 +48,8 @@ impl Network {
             tcp::SocketBuffer::new(vec![0; RECEIVE_BUFFER]),
             tcp::SocketBuffer::new(vec![0; SEND_BUFFER]),
         );
+        // A client gone mid-handshake, or not reading its replies, lets the session go.
+        socket.set_timeout(Some(IDLE_TIMEOUT.into()));
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(self.gateway)),
             port: PORT,
@@ -55,6 +63,7 @@ impl Network {
             socket: self.stack.sockets.add(socket),
             received: Vec::new(),
             waiting: 0,
+            last_active: Instant::now(),
         };
         self.dns_tcp.sessions.insert(serial, session);
         serial
@@ -95,6 +104,7 @@ impl Network {
                 (data.len(), data.len())
             }) {
                 moved |= n > 0;
+                session.last_active = Instant::now();
             }
             while let Some(query) = whole_message(&session.received) {
                 Counters::add(&counters.dns_queries, 1);
@@ -120,7 +130,8 @@ impl Network {
                 moved = true;
             }
             let client_done = !socket.may_recv() && !socket.can_recv();
-            if client_done && session.waiting == 0 && socket.may_send() {
+            let idle = session.last_active.elapsed() >= IDLE_TIMEOUT;
+            if (client_done || idle) && session.waiting == 0 && socket.may_send() {
                 socket.close();
             }
             if matches!(socket.state(), State::Closed | State::TimeWait) {

@@ -4,7 +4,7 @@
 //! after [`IDLE_TIMEOUT`] without a datagram, or when its backend leaves the service.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
 use smoltcp::iface::SocketHandle;
@@ -13,18 +13,25 @@ use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
 use super::Counters;
 use super::event_loop::Shared;
-use super::network::Network;
+use super::network::{Network, Vip};
 use crate::net::mesh::maglev::pick;
 use crate::net::mesh::slab::Slab;
 use crate::net::mesh::tcp::POOL_LIMIT;
 use crate::net::mesh::udp::{IDLE_TIMEOUT, new_socket};
+use crate::net::stack::Stack;
 
 /// UDP through one network's VIPs.
 #[derive(Default)]
 pub struct UdpFlows {
     /// The socket at each VIP and port datagrams came to, and when the last one came.
     vips: HashMap<SocketAddrV4, (SocketHandle, Instant)>,
-    flows: Slab<Flow>,
+    flows: Flows,
+}
+
+/// The flows through one network's VIPs.
+#[derive(Default)]
+struct Flows {
+    slab: Slab<Flow>,
     /// Flows by VIP and client.
     index: HashMap<(SocketAddrV4, SocketAddrV4), usize>,
 }
@@ -61,23 +68,22 @@ impl Network {
     /// Passes datagrams from clients to their flow's backend and back; whether any moved.
     pub fn relay_datagrams(&mut self, shared: &mut Shared) -> bool {
         let mut moved = false;
-        let vips: Vec<(SocketAddrV4, SocketHandle)> =
-            self.udp.vips.iter().map(|(v, (h, _))| (*v, *h)).collect();
-        for (vip, handle) in vips {
+        let UdpFlows { vips, flows } = &mut self.udp;
+        let stack = &mut self.stack;
+        for (&vip, &(handle, _)) in vips.iter() {
             loop {
-                let socket = self.stack.sockets.get_mut::<udp::Socket>(handle);
+                let socket = stack.sockets.get_mut::<udp::Socket>(handle);
                 let Ok((len, meta)) = socket.recv_slice(&mut shared.scratch) else {
                     break;
                 };
                 moved = true;
                 let (IpAddress::Ipv4(address), port) = (meta.endpoint.addr, meta.endpoint.port);
                 let client = SocketAddrV4::new(address, port);
-                let Some(index) = self.flow(vip, client, shared) else {
+                let Some(flow) = flows.find_or_start(stack, &self.vips, vip, client, shared) else {
                     continue;
                 };
-                let flow = self.udp.flows.get_mut(index).expect("a flow just found");
                 flow.last_seen = Instant::now();
-                let socket = self.stack.sockets.get_mut::<udp::Socket>(flow.socket);
+                let socket = stack.sockets.get_mut::<udp::Socket>(flow.socket);
                 if socket
                     .send_slice(&shared.scratch[..len], flow.backend)
                     .is_err()
@@ -86,21 +92,21 @@ impl Network {
                 }
             }
         }
-        for index in 0..self.udp.flows.bound() {
-            let Some(flow) = self.udp.flows.get_mut(index) else {
+        for index in 0..flows.slab.bound() {
+            let Some(flow) = flows.slab.get_mut(index) else {
+                continue;
+            };
+            let Some(&(vip, _)) = vips.get(&flow.vip) else {
                 continue;
             };
             loop {
-                let socket = self.stack.sockets.get_mut::<udp::Socket>(flow.socket);
+                let socket = stack.sockets.get_mut::<udp::Socket>(flow.socket);
                 let Ok((len, _)) = socket.recv_slice(&mut shared.scratch) else {
                     break;
                 };
                 moved = true;
                 flow.last_seen = Instant::now();
-                let Some(&(vip, _)) = self.udp.vips.get(&flow.vip) else {
-                    break;
-                };
-                let socket = self.stack.sockets.get_mut::<udp::Socket>(vip);
+                let socket = stack.sockets.get_mut::<udp::Socket>(vip);
                 let client = IpEndpoint::from(flow.client);
                 if socket.send_slice(&shared.scratch[..len], client).is_err() {
                     Counters::add(&shared.counters.udp_dropped, 1);
@@ -108,48 +114,6 @@ impl Network {
             }
         }
         moved
-    }
-
-    /// The flow of `client` through `vip`, started if new; `None` if the service has no
-    /// backend or no local port is free.
-    fn flow(
-        &mut self,
-        vip: SocketAddrV4,
-        client: SocketAddrV4,
-        shared: &mut Shared,
-    ) -> Option<usize> {
-        if let Some(&index) = self.udp.index.get(&(vip, client)) {
-            return Some(index);
-        }
-        let backend = self
-            .vips
-            .get(vip.ip())
-            .and_then(|v| pick(&v.maglev, &v.backends, SocketAddr::V4(client), 0));
-        let Some(backend) = backend else {
-            Counters::add(&shared.counters.no_backend, 1);
-            return None;
-        };
-        let Some(local_port) = self.stack.udp_ports.take() else {
-            Counters::add(&shared.counters.udp_dropped, 1);
-            return None;
-        };
-        let mut socket = shared.udp_pool.pop().unwrap_or_else(new_socket);
-        if socket.bind(local_port).is_err() {
-            self.stack.udp_ports.release(local_port);
-            shared.udp_pool.push(socket);
-            return None;
-        }
-        Counters::add(&shared.counters.udp_flows, 1);
-        let index = self.udp.flows.insert(Flow {
-            vip,
-            client,
-            backend: SocketAddrV4::new(backend.address, vip.port()),
-            socket: self.stack.sockets.add(socket),
-            local_port,
-            last_seen: Instant::now(),
-        });
-        self.udp.index.insert((vip, client), index);
-        Some(index)
     }
 
     /// Ends the flows idle for [`IDLE_TIMEOUT`] or whose backend left their service (the
@@ -160,6 +124,7 @@ impl Network {
         let ended: Vec<usize> = self
             .udp
             .flows
+            .slab
             .iter()
             .filter(|(_, f)| {
                 let backend_left = vips
@@ -170,14 +135,14 @@ impl Network {
             .map(|(i, _)| i)
             .collect();
         for index in ended {
-            let Some(flow) = self.udp.flows.remove(index) else {
+            let Some(flow) = self.udp.flows.slab.remove(index) else {
                 continue;
             };
-            self.udp.index.remove(&(flow.vip, flow.client));
+            self.udp.flows.index.remove(&(flow.vip, flow.client));
             self.stack.udp_ports.release(flow.local_port);
             recycle(&mut self.stack.sockets, flow.socket, pool);
         }
-        let flows = &self.udp.flows;
+        let flows = &self.udp.flows.slab;
         let idle: Vec<SocketAddrV4> = self
             .udp
             .vips
@@ -192,6 +157,51 @@ impl Network {
                 recycle(&mut self.stack.sockets, handle, pool);
             }
         }
+    }
+}
+
+impl Flows {
+    /// The flow of `client` through `vip`, started if new; `None` if the service has no
+    /// backend or no local port is free.
+    fn find_or_start(
+        &mut self,
+        stack: &mut Stack,
+        vips: &HashMap<Ipv4Addr, Vip>,
+        vip: SocketAddrV4,
+        client: SocketAddrV4,
+        shared: &mut Shared,
+    ) -> Option<&mut Flow> {
+        if let Some(&index) = self.index.get(&(vip, client)) {
+            return self.slab.get_mut(index);
+        }
+        let backend = vips
+            .get(vip.ip())
+            .and_then(|v| pick(&v.maglev, &v.backends, SocketAddr::V4(client), 0));
+        let Some(backend) = backend else {
+            Counters::add(&shared.counters.no_backend, 1);
+            return None;
+        };
+        let Some(local_port) = stack.udp_ports.take() else {
+            Counters::add(&shared.counters.udp_dropped, 1);
+            return None;
+        };
+        let mut socket = shared.udp_pool.pop().unwrap_or_else(new_socket);
+        if socket.bind(local_port).is_err() {
+            stack.udp_ports.release(local_port);
+            shared.udp_pool.push(socket);
+            return None;
+        }
+        Counters::add(&shared.counters.udp_flows, 1);
+        let index = self.slab.insert(Flow {
+            vip,
+            client,
+            backend: SocketAddrV4::new(backend.address, vip.port()),
+            socket: stack.sockets.add(socket),
+            local_port,
+            last_seen: Instant::now(),
+        });
+        self.index.insert((vip, client), index);
+        self.slab.get_mut(index)
     }
 }
 
