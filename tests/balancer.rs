@@ -4,7 +4,8 @@
 //! backend, the spread over backends, retries past a backend that refuses, a service without
 //! tasks, UDP through a VIP, which ARP requests the balancer answers, and DNS on the gateway:
 //! cluster names answered there (over UDP and TCP), other names forwarded to the node's
-//! resolver (a UDP socket on loopback).
+//! resolver (a UDP socket on loopback); and frames for a task on another node sent to that node
+//! as VXLAN.
 
 #[path = "support/smol_backend.rs"]
 #[allow(dead_code)] // the mesh's part
@@ -19,7 +20,10 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use shoal::net::balancer::Balancer;
-use shoal::net::routes::{NetworkInfo, NetworkRoutes, RouteTable, ServiceRoutes, mac_for};
+use shoal::net::mesh::DirectConfig;
+use shoal::net::routes::{
+    Endpoint, NetworkInfo, NetworkRoutes, RouteTable, ServiceRoutes, mac_for,
+};
 use shoal::net::stack::FrameFd;
 use smol_backend::{Backends, PairOpener, backend, ingress};
 use smoltcp::wire::{
@@ -70,13 +74,25 @@ fn table(tasks: &[u8]) -> Arc<RouteTable> {
 /// A balancer given `first`, and the far end of its device; it sends queries for names outside
 /// the cluster to `resolver`.
 fn balancer_asking(first: &Arc<RouteTable>, resolver: SocketAddr) -> (Balancer, FrameFd) {
+    balancer_with(first, resolver, None, 4789)
+}
+
+/// A balancer given `first` (other nodes' data port: `data_port`), and the far end of its
+/// device; it sends queries for names outside the cluster to `resolver`, and frames for other
+/// nodes as `direct` says.
+fn balancer_with(
+    first: &Arc<RouteTable>,
+    resolver: SocketAddr,
+    direct: Option<DirectConfig>,
+    data_port: u16,
+) -> (Balancer, FrameFd) {
     let opener = PairOpener {
         far_end: Arc::default(),
         vnet_header: false,
     };
     let far_end = opener.far_end.clone();
-    let balancer = Balancer::start_with(opener, vec![resolver]).unwrap();
-    balancer.install(first.clone(), 4789).unwrap();
+    let balancer = Balancer::start_with(opener, vec![resolver], direct).unwrap();
+    balancer.install(first.clone(), data_port).unwrap();
     let link = far_end.lock().unwrap().take().expect("a device was opened");
     (balancer, link)
 }
@@ -333,4 +349,51 @@ fn the_gateway_answers_over_tcp_too() {
         received.drain(..2 + len);
     }
     assert!(received.is_empty());
+}
+
+#[test]
+fn frames_for_a_task_on_another_node_go_to_that_node_as_vxlan() {
+    // The "other node" is a UDP socket on loopback standing for its overlay engine; the table
+    // says the client runs there (its frames still come through the device, as if flooded),
+    // so what the balancer sends it goes there.
+    let other_node = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    other_node
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let data_port = other_node.local_addr().unwrap().port();
+    let mut remote = (*table(&[5])).clone();
+    let overlay = remote.networks.get_mut("overlay").unwrap();
+    overlay
+        .endpoints
+        .insert(CLIENT, Endpoint::new(CLIENT, "other", "client", "cl"));
+    remote
+        .nodes
+        .insert("other".into(), Ipv4Addr::LOCALHOST.into());
+    let direct = DirectConfig {
+        local_node: "this".into(),
+        underlay: Ipv4Addr::LOCALHOST.into(),
+    };
+    let nobody = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let resolver = nobody.local_addr().unwrap();
+    let (_balancer, link) = balancer_with(&Arc::new(remote), resolver, Some(direct), data_port);
+    let backends = tasks(link, &[(5, true)]);
+    let _connection = backends.dial(CLIENT, SocketAddrV4::new(VIP, PORT), b"hello".to_vec());
+    // The balancer's answer to the client's ARP request for the VIP goes to the client's node.
+    let mut datagram = [0u8; 2048];
+    let (n, from) = other_node.recv_from(&mut datagram).unwrap();
+    assert_eq!(from.ip(), Ipv4Addr::LOCALHOST, "from this node's underlay");
+    assert_eq!(
+        datagram[..8],
+        [0x08, 0, 0, 0, 0, 0x10, 0, 0],
+        "VXLAN, VNI 4096"
+    );
+    let frame = &datagram[8..n];
+    assert_eq!(frame[..6], mac_for(CLIENT), "to the client's MAC");
+    assert_eq!(frame[6..12], mac_for(VIP), "from the VIP's");
+    assert_eq!(frame[12..14], [0x08, 0x06], "ARP");
+    assert_eq!(
+        frame[14 + 8..14 + 14],
+        mac_for(VIP),
+        "the VIP is at its own MAC"
+    );
 }

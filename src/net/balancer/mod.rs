@@ -83,12 +83,14 @@ impl Balancer {
     }
 
     /// Starts the balancer thread with `opener` providing each network's device, sending DNS
-    /// queries for names outside the cluster to `resolvers`; everything through the devices.
+    /// queries for names outside the cluster to `resolvers`, and frames as with
+    /// [`Balancer::start`].
     pub fn start_with(
         opener: impl DeviceOpener,
         resolvers: Vec<SocketAddr>,
+        direct: Option<DirectConfig>,
     ) -> io::Result<Balancer> {
-        Balancer::launch(opener, Forwarder::new(resolvers), None)
+        Balancer::launch(opener, Forwarder::new(resolvers), direct)
     }
 
     fn launch(
