@@ -111,6 +111,14 @@ impl Network {
         };
         let sockets = &mut self.stack.sockets;
         let client = connection.client;
+        // A leg closed without our FIN was reset (or timed out): so is the other. (A client
+        // that gives up while its backend is still being tried ends the attempts.)
+        let reset = |socket: SocketHandle, closed_by_us: bool, sockets: &mut SocketSet| {
+            !closed_by_us && sockets.get::<tcp::Socket>(socket).state() == State::Closed
+        };
+        if reset(client, connection.backend_done, sockets) {
+            return Pumped::Finished;
+        }
         if !connection.open {
             let socket = sockets.get_mut::<tcp::Socket>(backend);
             match socket.state() {
@@ -122,13 +130,7 @@ impl Network {
             // A live connection is never cut for being idle.
             socket.set_timeout(None);
         }
-        // A leg closed without our FIN was reset (or timed out): so is the other.
-        let reset = |socket: SocketHandle, closed_by_us: bool, sockets: &mut SocketSet| {
-            !closed_by_us && sockets.get::<tcp::Socket>(socket).state() == State::Closed
-        };
-        if reset(client, connection.backend_done, sockets)
-            || reset(backend, connection.client_done, sockets)
-        {
+        if reset(backend, connection.client_done, sockets) {
             return Pumped::Finished;
         }
         let scratch = &mut shared.scratch;
