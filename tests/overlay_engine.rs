@@ -382,8 +382,8 @@ fn the_engine_can_be_shared_between_threads() {
 fn bad_datagrams_are_dropped_and_counted() {
     let (port, [(engine_a, _fds_a), (_engine_b, _fds_b)]) = two_engines(false, 1);
     let target = SocketAddr::from(([127, 0, 0, 1], port));
-    // From node b's address (a cluster node): bad flags, unknown VNI, too short, and a unicast
-    // frame for a MAC that is not on node a.
+    // From node b's address (a cluster node): bad flags, unknown VNI, too short, a unicast
+    // frame for a MAC that is not on node a, and a frame from the gateway's MAC.
     let from_b = UdpSocket::bind("127.0.0.2:0").unwrap();
     let mut bad_flags = vxlan_header(VNI).to_vec();
     bad_flags[0] = 0x0c;
@@ -394,7 +394,12 @@ fn bad_datagrams_are_dropped_and_counted() {
     let mut not_here = vxlan_header(VNI).to_vec();
     not_here.extend_from_slice(&mac_for(address(3)));
     not_here.extend_from_slice(&[0; 54]);
-    for datagram in [&bad_flags, &unknown_vni, &short, &not_here] {
+    // A broadcast from the gateway's MAC: only node a's own balancer sends from it on a's bridge.
+    let mut from_gateway = vxlan_header(VNI).to_vec();
+    from_gateway.extend_from_slice(&[0xff; 6]);
+    from_gateway.extend_from_slice(&mac_for(address(1)));
+    from_gateway.extend_from_slice(&[0; 48]);
+    for datagram in [&bad_flags, &unknown_vni, &short, &not_here, &from_gateway] {
         from_b.send_to(datagram, target).unwrap();
     }
     // From an address that is no cluster node.
@@ -413,6 +418,7 @@ fn bad_datagrams_are_dropped_and_counted() {
             && drops.malformed == 1
             && drops.not_cluster_node == 1
             && network.not_for_this_node == 1
+            && network.from_balancer_address == 1
         {
             break;
         }

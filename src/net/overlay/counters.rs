@@ -23,6 +23,9 @@ pub enum NetworkDrop {
     PortWriteFailed,
     /// The UDP socket did not take the datagrams.
     SendFailed,
+    /// From a peer: a frame from the gateway's or a VIP's MAC, which only this node's own
+    /// balancer sends on this node's bridge.
+    FromBalancerAddress,
 }
 
 /// The live counters of one network.
@@ -32,7 +35,7 @@ pub struct NetworkCounters {
     rx_bytes: AtomicU64,
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
-    drops: [AtomicU64; NetworkDrop::SendFailed as usize + 1],
+    drops: [AtomicU64; NetworkDrop::FromBalancerAddress as usize + 1],
 }
 
 impl NetworkCounters {
@@ -72,6 +75,7 @@ impl NetworkCounters {
                 not_for_this_node: drop(NetworkDrop::NotForThisNode),
                 port_write_failed: drop(NetworkDrop::PortWriteFailed),
                 send_failed: drop(NetworkDrop::SendFailed),
+                from_balancer_address: drop(NetworkDrop::FromBalancerAddress),
             },
         }
     }
@@ -110,6 +114,8 @@ pub struct NetworkDrops {
     pub port_write_failed: u64,
     /// See [`NetworkDrop::SendFailed`].
     pub send_failed: u64,
+    /// See [`NetworkDrop::FromBalancerAddress`].
+    pub from_balancer_address: u64,
 }
 
 /// Why a datagram was dropped before it could be tied to a network (the last variant sizes the

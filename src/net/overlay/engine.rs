@@ -505,7 +505,7 @@ impl Worker {
                     unicast = [peer];
                     &unicast
                 }
-                Destination::Local => {
+                Destination::Local | Destination::Balancer => {
                     counters.dropped(NetworkDrop::LocalDestination, 1);
                     return;
                 }
@@ -598,6 +598,10 @@ impl Worker {
         // Unicast must be for a task here: never relay to a third node or back.
         if destination[0] & 1 == 0 && net.destination(&destination) != Destination::Local {
             return counters.dropped(NetworkDrop::NotForThisNode, 1);
+        }
+        let source: [u8; 6] = frame[6..12].try_into().expect("6 bytes");
+        if net.destination(&source) == Destination::Balancer {
+            return counters.dropped(NetworkDrop::FromBalancerAddress, 1);
         }
         let Some(port) = state.ports[network].as_deref() else {
             return counters.dropped(NetworkDrop::PortWriteFailed, 1);

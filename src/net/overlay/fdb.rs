@@ -19,6 +19,10 @@ pub enum Destination {
     Local,
     /// Nobody known: flood (head-end replication) or drop.
     Unknown,
+    /// The network's gateway or a service VIP: every node's balancer holds these, so a frame
+    /// to one is this node's (the bridge's business) and a frame from one never comes from a
+    /// peer. Flooding them would let other nodes answer and teach bridges the wrong port.
+    Balancer,
 }
 
 /// A hasher for MAC keys: the last four bytes are the endpoint's IPv4 address, distinct within a
@@ -110,6 +114,10 @@ impl Fdb {
                 }
                 let gateway = routes.info.gateway;
                 arp.insert(gateway, mac_for(gateway));
+                let vips = routes.services.values().filter_map(|s| s.vip);
+                for held in std::iter::once(gateway).chain(vips) {
+                    macs.insert(mac_for(held), Destination::Balancer);
+                }
                 NetworkFdb {
                     vxlan_header: vxlan_header(routes.info.vni),
                     info: routes.info.clone(),
@@ -238,5 +246,31 @@ pub(crate) mod tests {
         assert!(fdb.is_cluster_node("::ffff:127.0.0.3".parse().unwrap()));
         assert!(!fdb.is_cluster_node("127.0.0.1".parse().unwrap()), "self");
         assert!(!fdb.is_cluster_node("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_gateway_and_vips_are_the_local_balancers_and_never_flooded() {
+        let mut table = table();
+        let vip = Ipv4Addr::new(10, 0, 1, 100);
+        table.networks.get_mut("n1").unwrap().services.insert(
+            "s".into(),
+            crate::net::routes::ServiceRoutes {
+                name: "web".into(),
+                aliases: Vec::new(),
+                vip: Some(vip),
+                tasks: Vec::new(),
+            },
+        );
+        let fdb = Fdb::compile(&table, "a", 4789);
+        let n1 = &fdb.networks()[0];
+        assert_eq!(n1.destination(&mac_for(vip)), Destination::Balancer);
+        let gateway = Ipv4Addr::new(10, 0, 1, 1);
+        assert_eq!(n1.destination(&mac_for(gateway)), Destination::Balancer);
+        // n2's gateway too, though it has no service.
+        let gateway2 = Ipv4Addr::new(10, 0, 2, 1);
+        assert_eq!(
+            fdb.networks()[1].destination(&mac_for(gateway2)),
+            Destination::Balancer
+        );
     }
 }
