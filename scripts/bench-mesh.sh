@@ -60,50 +60,6 @@ REFERENCE_FLAG=--reference-only
 
 measure_cleanup() { kernel_cleanup; }
 
-# --- the backend program ------------------------------------------------------
-
-WORK=''   # $LAB_DIR/$LAB/bench-mesh: configs, the served files (goes with the lab)
-
-# site: the served directory: index.html (small) and bulk.bin (BULK_MB MB, sparse).
-site() {
-  WORK=$LAB_DIR/$LAB/bench-mesh
-  mkdir -p "$WORK/www"
-  echo "$PAGE_TEXT" >"$WORK/www/index.html"
-  truncate -s "${BULK_MB}M" "$WORK/www/bulk.bin"
-}
-
-# nginx_conf NAME: the path of a config for one nginx instance (own pid file;
-# everything else alike): 1 worker, keep-alive without a request limit, no
-# access log, sendfile for the large file. Master and worker run as root
-# (they read files made by this script; the lab is root's anyway).
-nginx_conf() {
-  local conf=$WORK/nginx-$1.conf
-  cat >"$conf" <<EOF
-daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid $WORK/nginx-$1.pid;
-error_log stderr warn;
-events { worker_connections 4096; }
-http {
-  types { text/html html; }
-  default_type application/octet-stream;
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  server {
-    listen $TARGET backlog=4096;
-    root $WORK/www;
-  }
-}
-EOF
-  nginx -t -q -c "$conf" >/dev/null 2>&1 || die "nginx rejects its config $conf: $(nginx -t -c "$conf" 2>&1)"
-  echo "$conf"
-}
-
 # --- the kernel paths -----------------------------------------------------------
 
 # make_reference: kernel VXLAN between h1 and h2; the backend in h2's endpoint
@@ -143,19 +99,6 @@ EOF
   reach haproxy "HAProxy on h1:$HAPROXY_PORT" "$WORK/haproxy.log"
 }
 
-# reach PATH WHAT LOG: wait (bounded) until PATH answers; on a time-out, die
-# with the last lines of the program's LOG.
-reach() {
-  local deadline=$((SECONDS + REACH_TIMEOUT))
-  until answers "$1"; do
-    if ((SECONDS >= deadline)); then
-      echo "$MEASURE: last lines of $3:" >&2
-      tail -n 5 "$3" 2>/dev/null | sed 's/^/    | /' >&2
-      die "timed out after ${REACH_TIMEOUT}s waiting for $2 to answer at ${URL[$1]}/"
-    fi
-    sleep 0.1
-  done
-}
 
 ns_of_client() { echo "$LAB-cl"; }
 
@@ -204,77 +147,19 @@ web_runs_on_h2() {
 
 # --- running the tests --------------------------------------------------------------
 
-declare -A URL=()   # path -> the base URL the client uses
-
 client() { ip netns exec "$(ns_of_client)" "$@"; }
 
-# answers PATH: the small page comes back whole over PATH.
-answers() {
-  [[ $(client curl -sf --max-time 2 "${URL[$1]}/" 2>/dev/null) == "$PAGE_TEXT" ]]
-}
-
-# wrk_rps PATH [HEADER]: requests/s of wrk on the small page; socket errors
-# or non-2xx answers are reported on stderr (the figure still counts them out).
-wrk_rps() {
-  local out rps errs
-  local args=(-t1 -c"$CONNS" -d"${DURATION}s")
-  if (($# > 1)); then args+=(-H "$2"); fi
-  out=$(client timeout $((DURATION + 30)) wrk "${args[@]}" "${URL[$1]}/" 2>&1) ||
-    die "wrk over $1 failed: $(tail -n 3 <<<"$out")"
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  [[ $rps =~ ^[0-9.]+$ ]] || die "wrk over $1: no Requests/sec in its output: $out"
-  errs=$(grep -E 'Socket errors|Non-2xx' <<<"$out" | tr -s ' ' | paste -sd';' -) || true
-  [[ -z $errs ]] || echo "  ($1${2:+, $2}: wrk says:$errs)" >&2
-  printf '%.0f\n' "$rps"
-}
-
-# bulk PATH: Gbit/s of one download of the large file.
-bulk() {
-  local out size secs
-  out=$(client curl -sf --max-time 600 -o /dev/null -w '%{size_download} %{time_total}' \
-    "${URL[$1]}/bulk.bin") || die "curl of ${BULK_MB} MB over $1 failed (exit $?)"
-  read -r size secs <<<"$out"
-  ((size == BULK_MB * 1024 * 1024)) || die "curl over $1 got $size bytes, not ${BULK_MB} MB"
-  awk -v b="$size" -v s="$secs" 'BEGIN { printf "%.2f\n", b * 8 / s / 1e9 }'
-}
-
-measure() {  # measure TEST PATH: one figure
-  case $1 in
-    ka) wrk_rps "$2" ;;
-    close) wrk_rps "$2" 'Connection: close' ;;
-    bulk) bulk "$2" ;;
-  esac
-}
-
-declare -A FIG=()   # "TEST PATH" -> space-separated figures of each run
-declare -A UNIT=([ka]=req/s [close]=req/s [bulk]=Gbit/s)
-declare -A LABEL=([ka]='keep-alive' [close]='new conn' [bulk]='bulk')
-TESTS=(ka close bulk)
-PATHS=()
-
-declare -A MED=()
-
-# ratio TEST REFERENCE: shoal/REFERENCE, "n/a" without the shoal path.
-ratio() {
-  local s=${MED[$1 shoal]:-} r=${MED[$1 $2]}
-  [[ -n $s ]] || { echo n/a; return; }
-  awk -v a="$s" -v b="$r" 'BEGIN { printf "%.2f", a / b }'
-}
+measure() { http_measure "$@"; }
 
 summary() {
-  local test path
-  for test in "${TESTS[@]}"; do
-    for path in "${PATHS[@]}"; do
-      # shellcheck disable=SC2086  # one word per figure
-      MED[$test $path]=$(median ${FIG[$test $path]})
-    done
-  done
+  local test
+  medians
   printf '\n%-24s %10s %10s %10s %12s %12s\n' "median of $RUNS" shoal HAProxy direct \
     shoal/HAProxy shoal/direct
   for test in "${TESTS[@]}"; do
     printf '%-24s %10s %10s %10s %12s %12s\n' "${LABEL[$test]} (${UNIT[$test]})" \
       "${MED[$test shoal]:-n/a}" "${MED[$test haproxy]}" "${MED[$test direct]}" \
-      "$(ratio "$test" haproxy)" "$(ratio "$test" direct)"
+      "$(ratio "$test" shoal haproxy)" "$(ratio "$test" shoal direct)"
   done
   echo "wrk -t1 -c$CONNS -d${DURATION}s; bulk: one ${BULK_MB} MB download; ratios: higher is better, 1.00 = the reference"
   echo "HAProxy/direct: keep-alive $(div "${MED[ka haproxy]}" "${MED[ka direct]}")," \
@@ -286,12 +171,10 @@ summary() {
       echo "${LABEL[$test]}: n/a (--reference-only; HAProxy ${MED[$test haproxy]}," \
         "direct ${MED[$test direct]} ${UNIT[$test]})"
     else
-      echo "${LABEL[$test]}: $(ratio "$test" haproxy)x HAProxy, $(ratio "$test" direct)x direct"
+      echo "${LABEL[$test]}: $(ratio "$test" shoal haproxy)x HAProxy, $(ratio "$test" shoal direct)x direct"
     fi
   done
 }
-
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 main() {
   parse_args "$@"

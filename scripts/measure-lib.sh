@@ -215,3 +215,131 @@ measure_two_hosts() {
   lab down >/dev/null 2>&1 || true
   lab up 2 >/dev/null
 }
+
+# --- HTTP tests against nginx: a small page, a large file ----------------------
+# For the scripts that measure HTTP paths (bench-mesh, bench-vip). The script sets PAGE_TEXT
+# (the small page's text), TARGET (nginx's port), CONNS (wrk's connections), DURATION and
+# BULK_MB, fills URL (path -> base URL) and defines `client CMD...` (runs CMD where the client
+# is). Its `measure TEST PATH` can be http_measure; its MED (by "TEST PATH") feeds ratio.
+
+WORK=''   # $LAB_DIR/$LAB/$MEASURE: configs, the served files (goes with the lab)
+declare -A URL=()   # path -> the base URL the client uses
+declare -A FIG=()   # "TEST PATH" -> space-separated figures of each run
+declare -A MED=()   # "TEST PATH" -> their median
+declare -A UNIT=([ka]=req/s [close]=req/s [bulk]=Gbit/s)
+declare -A LABEL=([ka]='keep-alive' [close]='new conn' [bulk]='bulk')
+TESTS=(ka close bulk)
+PATHS=()
+
+# site: the served directory: index.html (small) and bulk.bin (BULK_MB MB, sparse).
+site() {
+  WORK=$LAB_DIR/$LAB/$MEASURE
+  mkdir -p "$WORK/www"
+  echo "$PAGE_TEXT" >"$WORK/www/index.html"
+  truncate -s "${BULK_MB}M" "$WORK/www/bulk.bin"
+}
+
+# nginx_conf NAME: the path of a config for one nginx instance (own pid file;
+# everything else alike): 1 worker, keep-alive without a request limit, no
+# access log, sendfile for the large file. Master and worker run as root
+# (they read files made by this script; the lab is root's anyway).
+nginx_conf() {
+  local conf=$WORK/nginx-$1.conf
+  cat >"$conf" <<EOC
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid $WORK/nginx-$1.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  types { text/html html; }
+  default_type application/octet-stream;
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  server {
+    listen $TARGET backlog=4096;
+    root $WORK/www;
+  }
+}
+EOC
+  nginx -t -q -c "$conf" >/dev/null 2>&1 || die "nginx rejects its config $conf: $(nginx -t -c "$conf" 2>&1)"
+  echo "$conf"
+}
+
+# answers PATH: the small page comes back whole over PATH.
+answers() {
+  [[ $(client curl -sf --max-time 2 "${URL[$1]}/" 2>/dev/null) == "$PAGE_TEXT" ]]
+}
+
+# reach PATH WHAT LOG: wait (bounded, REACH_TIMEOUT seconds) until PATH answers; on a
+# time-out, die with the last lines of the program's LOG.
+reach() {
+  local deadline=$((SECONDS + REACH_TIMEOUT))
+  until answers "$1"; do
+    if ((SECONDS >= deadline)); then
+      echo "$MEASURE: last lines of $3:" >&2
+      tail -n 5 "$3" 2>/dev/null | sed 's/^/    | /' >&2
+      die "timed out after ${REACH_TIMEOUT}s waiting for $2 to answer at ${URL[$1]}/"
+    fi
+    sleep 0.1
+  done
+}
+
+# wrk_rps PATH [HEADER]: requests/s of wrk on the small page; socket errors
+# or non-2xx answers are reported on stderr (the figure still counts them out).
+wrk_rps() {
+  local out rps errs
+  local args=(-t1 -c"$CONNS" -d"${DURATION}s")
+  if (($# > 1)); then args+=(-H "$2"); fi
+  out=$(client timeout $((DURATION + 30)) wrk "${args[@]}" "${URL[$1]}/" 2>&1) ||
+    die "wrk over $1 failed: $(tail -n 3 <<<"$out")"
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  [[ $rps =~ ^[0-9.]+$ ]] || die "wrk over $1: no Requests/sec in its output: $out"
+  errs=$(grep -E 'Socket errors|Non-2xx' <<<"$out" | tr -s ' ' | paste -sd';' -) || true
+  [[ -z $errs ]] || echo "  ($1${2:+, $2}: wrk says:$errs)" >&2
+  printf '%.0f\n' "$rps"
+}
+
+# bulk PATH: Gbit/s of one download of the large file.
+bulk() {
+  local out size secs
+  out=$(client curl -sf --max-time 600 -o /dev/null -w '%{size_download} %{time_total}' \
+    "${URL[$1]}/bulk.bin") || die "curl of ${BULK_MB} MB over $1 failed (exit $?)"
+  read -r size secs <<<"$out"
+  ((size == BULK_MB * 1024 * 1024)) || die "curl over $1 got $size bytes, not ${BULK_MB} MB"
+  awk -v b="$size" -v s="$secs" 'BEGIN { printf "%.2f\n", b * 8 / s / 1e9 }'
+}
+
+# http_measure TEST PATH: one figure of TEST (ka, close or bulk) over PATH.
+http_measure() {
+  case $1 in
+    ka) wrk_rps "$2" ;;
+    close) wrk_rps "$2" 'Connection: close' ;;
+    bulk) bulk "$2" ;;
+  esac
+}
+
+# medians: MED of every test and path from FIG.
+medians() {
+  local test path
+  for test in "${TESTS[@]}"; do
+    for path in "${PATHS[@]}"; do
+      # shellcheck disable=SC2086  # one word per figure
+      MED[$test $path]=$(median ${FIG[$test $path]})
+    done
+  done
+}
+
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# ratio TEST PATH REFERENCE: PATH's median over REFERENCE's, "n/a" without PATH's.
+ratio() {
+  local s=${MED[$1 $2]:-} r=${MED[$1 $3]}
+  [[ -n $s ]] || { echo n/a; return; }
+  div "$s" "$r"
+}
