@@ -112,8 +112,9 @@ impl Fdb {
                     };
                     macs.insert(endpoint.mac, destination);
                 }
+                // The balancer answers ARP for these itself: an answer from the engine would
+                // teach the bridge their MACs on the engine's port.
                 let gateway = routes.info.gateway;
-                arp.insert(gateway, mac_for(gateway));
                 let vips = routes.services.values().filter_map(|s| s.vip);
                 for held in std::iter::once(gateway).chain(vips) {
                     macs.insert(mac_for(held), Destination::Balancer);
@@ -234,9 +235,8 @@ pub(crate) mod tests {
         );
         assert_eq!(n1.flood, vec![b, c]);
         assert_eq!(n1.vxlan_header, vxlan_header(4096));
-        // ARP: remote endpoints and the gateway, not local endpoints (they answer themselves).
-        let gateway = Ipv4Addr::new(10, 0, 1, 1);
-        assert_eq!(n1.arp_answer(gateway), Some(mac_for(gateway)));
+        // ARP: remote endpoints, not local endpoints nor the gateway (they answer themselves).
+        assert_eq!(n1.arp_answer(Ipv4Addr::new(10, 0, 1, 1)), None);
         assert!(n1.arp_answer(Ipv4Addr::new(10, 0, 1, 4)).is_some());
         assert_eq!(n1.arp_answer(Ipv4Addr::new(10, 0, 1, 2)), None);
         // n2 has no other node: nothing to flood to.
