@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Demo: build shoal, make a four-host lab (the seed's cluster: one manager,
-# three workers), start a daemon on each host, form the swarm and run a service
-# with the stock docker CLI. The lab is left running for you to explore unless
-# --down is given.
+# three workers), start a daemon on each host, form the swarm and deploy the
+# example stack with the stock docker CLI. The lab is left running for you to
+# explore unless --down is given.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LAB=${LAB:-shoal}
@@ -50,37 +50,43 @@ done
 dk 1 node ls
 dk 1 info | swarm_section
 
-# A replicated service: 8 tasks spread 2 per node. With the embedded process executor the
-# image names a program on the host, run in its own namespaces.
-dk 1 network create -d overlay demo
-# shellcheck disable=SC2016 # expanded by the task's shell
-dk 1 service create --name hello --replicas 8 --network demo --stop-grace-period 1s \
-  sh -c 'echo hello from $(hostname) at $(ip -o -4 addr show eth0 | cut -d" " -f7); sleep infinity'
-dk 1 service ps hello
-dk 1 service logs hello
-dk 1 network inspect demo --format '{{range .Peers}}{{.Name}} {{.IP}}{{println}}{{end}}'
+# The seed's scenario: a stack from a compose file. examples/shop is the WordPress stack in
+# miniature for the embedded process executor (the image names a program on the host): a
+# `db` service and two `web` replicas published on 8080, each page quoting what the web
+# task fetched from db:3306, found by name through the embedded DNS.
+dk 1 stack deploy -c examples/shop/docker-compose.yml shop
+running() { docker -H "unix://$SOCK" service ps "$1" -q --filter desired-state=running; }
+for _ in $(seq 100); do
+  (($(running shop_web | wc -l) == 2)) && (($(running shop_db | wc -l) == 1)) && break
+  sleep 0.2
+done
+dk 1 stack services shop
+dk 1 stack ps shop
+dk 1 network inspect shop_default --format '{{range .Peers}}{{.Name}} {{.IP}}{{println}}{{end}}'
 
-# Two tasks on different hosts talk over the userspace VXLAN overlay: enter the
-# first task's network namespace and ping the last task's overlay address.
-task() { docker -H "unix://$SOCK" inspect --type task "$1" --format "$2"; }
-mapfile -t tasks < <(docker -H "unix://$SOCK" service ps hello -q --filter desired-state=running)
-first=${tasks[0]} node=$(task "${tasks[0]}" '{{.NodeID}}')
-for last in "${tasks[@]}"; do [[ $(task "$last" '{{.NodeID}}') == "$node" ]] || break; done
-pid=$(task "$first" '{{.Status.ContainerStatus.PID}}')
-host=$(docker -H "unix://$SOCK" node inspect "$node" --format '{{.Description.Hostname}}')
-target=$(task "$last" '{{range .NetworksAttachments}}{{range .Addresses}}{{.}}{{end}}{{end}}')
-echo "\$ (in task $first on $host) busybox ping -c 3 ${target%/*}" >&2
-lab exec "${host#h}" nsenter --target "$pid" --net busybox ping -c 3 "${target%/*}"
-
-# The routing mesh: a web service of 2 tasks published on 8080 answers on every node's
-# address, each request forwarded to a task on whichever node runs it.
-# shellcheck disable=SC2016 # expanded by the task's shell
-dk 1 service create --name web --replicas 2 --publish 8080:80 --stop-grace-period 1s \
-  sh -c 'd=$(mktemp -d); echo "hello from $(hostname)" >"$d/index.html"; exec busybox httpd -f -p 80 -h "$d"'
+# The routing mesh: 8080 answers on every node's address, each request forwarded to a web
+# task on whichever node runs it; the web task asks db by name over the overlay.
 for i in $(seq 1 "$HOSTS"); do
   echo "\$ (in the client namespace) curl http://$(lab addr "$i"):8080/" >&2
-  lab exec cl curl -s --retry 5 --retry-connrefused --retry-delay 1 "http://$(lab addr "$i"):8080/"
+  lab exec cl curl -s --retry 10 --retry-all-errors --retry-delay 1 "http://$(lab addr "$i"):8080/"
 done
+
+# Service discovery from inside a web task: the embedded DNS on the overlay's gateway.
+task() { docker -H "unix://$SOCK" inspect --type task "$1" --format "$2"; }
+mapfile -t webs < <(running shop_web)
+node=$(task "${webs[0]}" '{{.NodeID}}')
+host=$(docker -H "unix://$SOCK" node inspect "$node" --format '{{.Description.Hostname}}')
+pid=$(task "${webs[0]}" '{{.Status.ContainerStatus.PID}}')
+in_task() {
+  echo "\$ (in task ${webs[0]} on $host) $*" >&2
+  lab exec "${host#h}" nsenter --target "$pid" --net --mount "$@"
+}
+in_task cat /etc/resolv.conf
+in_task busybox nslookup -type=a tasks.shop_web
+in_task busybox nslookup -type=a db
+# The other web task, over the userspace VXLAN overlay (on another host, or the same).
+other=$(task "${webs[1]}" '{{range .NetworksAttachments}}{{if eq .Network.Spec.Name "shop_default"}}{{range .Addresses}}{{.}}{{end}}{{end}}{{end}}')
+in_task busybox ping -c 3 "${other%/*}"
 
 $DOWN && exit 0
 prefix=''
@@ -90,5 +96,6 @@ echo "The lab '$LAB' is running: manager h1 at $ADDR, workers h2-h$HOSTS; logs i
 printf '  %-58s # %s\n' \
   "docker -H unix://$SOCK node ls" "the stock docker CLI" \
   "${prefix}netlab/lab.sh exec 1 ip addr" "a command inside h1" \
-  "${prefix}netlab/lab.sh exec cl curl -s $ADDR:8080" "the published port, from the client" \
+  "${prefix}netlab/lab.sh exec cl curl -s $ADDR:8080" "the shop's page, from the client" \
+  "docker -H unix://$SOCK stack rm shop" "remove the stack" \
   "${prefix}netlab/lab.sh down" "tear the lab down"
