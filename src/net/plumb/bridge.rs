@@ -77,7 +77,11 @@ impl Plumber {
                     .controller(bridge.index)
                     .up()
                     .build();
-                link::set(&self.handle, port).await.map_err(fail_tap)?;
+                match link::set(&self.handle, port).await {
+                    // Closed meanwhile by its owner (the mesh or balancer left the network).
+                    Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+                    other => other.map_err(fail_tap)?,
+                }
             }
         }
         Ok(())
