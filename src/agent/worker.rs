@@ -297,7 +297,7 @@ fn final_status(ended: Result<ExitStatus, crate::exec::ExecError>, stopping: boo
 mod tests {
     use super::*;
     use crate::net::routes::NetworkInfo;
-    use crate::store::{Meta, Task, TaskNetwork};
+    use crate::store::Task;
     use bollard::models::{NetworkAttachmentConfig, TaskSpec};
 
     fn network(id: &str, third: u8) -> NetworkInfo {
@@ -317,26 +317,18 @@ mod tests {
             target: Some(id.into()),
             ..Default::default()
         };
-        let on = |id: &str, third: u8| TaskNetwork {
-            network_id: id.into(),
-            address: format!("10.0.{third}.5/24").parse().unwrap(),
-            aliases: Vec::new(),
-        };
+        // As the allocator attaches them: ingress first, then the spec's, in its order.
+        let on = [
+            ("ingress", "10.0.0.5/24"),
+            ("back", "10.0.2.5/24"),
+            ("front", "10.0.1.5/24"),
+        ];
         let task = Task {
-            id: "t1".into(),
-            meta: Meta::default(),
-            service_id: "s1".into(),
-            slot: 1,
-            node_id: None,
-            generation: 1,
             spec: TaskSpec {
                 networks: Some(vec![attach("back"), attach("front")]),
                 ..Default::default()
             },
-            desired_state: TaskState::RUNNING,
-            status: TaskStatus::default(),
-            // As the allocator attaches them: ingress first, then the spec's, in its order.
-            networks: vec![on("ingress", 0), on("back", 2), on("front", 1)],
+            ..crate::store::state::test_task("t1", "s1", &on)
         };
         let assignment = Assignment {
             task,

@@ -657,22 +657,7 @@ mod tests {
             update_status: None,
             endpoint: Default::default(),
         };
-        let task = crate::store::Task {
-            id: "t1".into(),
-            meta: Meta::default(),
-            service_id: "s1".into(),
-            slot: 1,
-            node_id: None,
-            generation: 1,
-            spec: Default::default(),
-            desired_state: TaskState::RUNNING,
-            status: Default::default(),
-            networks: vec![TaskNetwork {
-                network_id: n.id.clone(),
-                address: "10.0.0.5/24".parse().unwrap(),
-                aliases: Vec::new(),
-            }],
-        };
+        let task = crate::store::state::test_task("t1", "s1", &[(&n.id, "10.0.0.5/24")]);
         assert!(
             !stopping_on(&state, &n.id),
             "nothing on it: nothing to wait for"

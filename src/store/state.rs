@@ -781,6 +781,31 @@ pub fn test_node(id: &str) -> Object {
     })
 }
 
+/// A task `id` of service `service_id`, wanted running, on no node yet, attached to the
+/// networks `on` (network ID and address with prefix), for tests.
+#[cfg(test)]
+pub fn test_task(id: &str, service_id: &str, on: &[(&str, &str)]) -> Task {
+    Task {
+        id: id.into(),
+        meta: Default::default(),
+        service_id: service_id.into(),
+        slot: 1,
+        node_id: None,
+        generation: 1,
+        spec: Default::default(),
+        desired_state: TaskState::RUNNING,
+        status: Default::default(),
+        networks: on
+            .iter()
+            .map(|(network, address)| TaskNetwork {
+                network_id: network.to_string(),
+                address: address.parse().expect("an address with its prefix length"),
+                aliases: Vec::new(),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::test_node as node;
@@ -969,22 +994,7 @@ mod tests {
         // Detached from the service, it is still held by a live task's address.
         service.spec.task_template = None;
         state.insert(Object::Service(service));
-        let mut task = Task {
-            id: "t1".into(),
-            meta: Default::default(),
-            service_id: "s1".into(),
-            slot: 1,
-            node_id: None,
-            generation: 1,
-            spec: Default::default(),
-            desired_state: TaskState::RUNNING,
-            status: Default::default(),
-            networks: vec![TaskNetwork {
-                network_id: "n1".into(),
-                address: "10.0.1.2/24".parse().unwrap(),
-                aliases: Vec::new(),
-            }],
-        };
+        let mut task = test_task("t1", "s1", &[("n1", "10.0.1.2/24")]);
         state.insert(Object::Task(task.clone()));
         let err = state.apply(&delete, 3).unwrap_err();
         assert!(err.to_string().contains("in use by task t1"), "{err}");
