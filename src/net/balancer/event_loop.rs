@@ -3,26 +3,27 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mio::event::Event;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
 use smoltcp::socket::{tcp, udp};
 
 use super::Counters;
 use super::dns::{Key, Resolver};
 use super::network::Network;
 use crate::net::dns::Forwarder;
+use crate::net::event_thread::EventLoop;
 use crate::net::mesh::DirectConfig;
 use crate::net::mesh::slab::Slab;
 use crate::net::overlay::fdb::Fdb;
 use crate::net::routes::RouteTable;
 use crate::net::stack::{DirectPath, Stack, underlay_socket};
 
-/// Token of the waker that says a command is waiting; a network's device has its index's.
-pub const WAKER: Token = Token(usize::MAX);
-/// Token of the socket the node's resolvers answer on.
+/// Token of the socket the node's resolvers answer on, next to the waker's
+/// ([`WAKER`](crate::net::event_thread::WAKER)); a network's device has its index's.
 const FORWARDER: Token = Token(usize::MAX - 1);
 /// Rounds of moving data and polling a stack before the loop looks at the kernel again.
 const MAX_ROUNDS: usize = 64;
@@ -42,8 +43,6 @@ pub enum Command {
         stacks: Vec<(String, Stack)>,
         data_port: u16,
     },
-    /// Close everything and end the thread.
-    Stop,
 }
 
 /// What every network's connections share.
@@ -62,7 +61,6 @@ pub struct Shared {
 /// The loop's state.
 pub struct Looper {
     poll: Poll,
-    commands: mpsc::Receiver<Command>,
     /// The networks served; each one's index is its device's token.
     networks: Slab<Network>,
     /// Network indices by network ID.
@@ -79,7 +77,6 @@ impl Looper {
     /// The loop's state, polling the forwarder's socket (if any) in `poll`.
     pub fn new(
         poll: Poll,
-        commands: mpsc::Receiver<Command>,
         counters: Arc<Counters>,
         mut forwarder: Option<Forwarder<Key>>,
         direct: Option<DirectConfig>,
@@ -96,7 +93,6 @@ impl Looper {
         }
         Ok(Looper {
             poll,
-            commands,
             networks: Slab::new(),
             ids: BTreeMap::new(),
             shared: Shared {
@@ -111,63 +107,9 @@ impl Looper {
         })
     }
 
-    pub fn run(mut self) {
-        let mut events = Events::with_capacity(256);
-        loop {
-            let timeout = self.timeout();
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!("the balancer's event loop failed: {e}");
-                    return;
-                }
-            }
-            for event in &events {
-                match event.token() {
-                    WAKER => {
-                        if !self.take_commands() {
-                            return;
-                        }
-                    }
-                    FORWARDER => self.resolver.relay_replies(&mut self.networks),
-                    Token(index) => {
-                        if let Some(network) = self.networks.get_mut(index) {
-                            network.readable = true;
-                        }
-                    }
-                }
-            }
-            let counters = &self.shared.counters;
-            self.resolver.expire(&mut self.networks, counters);
-            for index in 0..self.networks.bound() {
-                self.turn(index);
-            }
-            if self.last_sweep.elapsed() >= SWEEP_PERIOD {
-                self.last_sweep = Instant::now();
-                for index in 0..self.networks.bound() {
-                    if let Some(network) = self.networks.get_mut(index) {
-                        network.expire_flows(&mut self.shared.udp_pool);
-                    }
-                }
-            }
-        }
-    }
-
-    /// How long to wait for events: until the first stack timer or forwarded query's
-    /// deadline, at most [`IDLE_WAIT`].
-    fn timeout(&mut self) -> Duration {
-        let forwarded = self.resolver.forwarder.as_ref().and_then(|f| {
-            let deadline = f.next_deadline()?;
-            Some(deadline.saturating_duration_since(Instant::now()))
-        });
-        (0..self.networks.bound())
-            .filter_map(|index| self.networks.get_mut(index)?.stack.poll_delay())
-            .chain(forwarded)
-            .fold(IDLE_WAIT, Duration::min)
-    }
-
     /// Takes in a network's frames, moves data between its sockets and sends what that
     /// queued, until nothing more moves.
-    fn turn(&mut self, index: usize) {
+    fn move_data(&mut self, index: usize) {
         let Some(network) = self.networks.get_mut(index) else {
             return;
         };
@@ -188,21 +130,6 @@ impl Looper {
             }
             changed = false;
         }
-    }
-
-    /// Applies the commands waiting; false when told to stop.
-    fn take_commands(&mut self) -> bool {
-        while let Ok(command) = self.commands.try_recv() {
-            match command {
-                Command::Install {
-                    table,
-                    stacks,
-                    data_port,
-                } => self.install(&table, stacks, data_port),
-                Command::Stop => return false,
-            }
-        }
-        true
     }
 
     fn install(&mut self, table: &RouteTable, stacks: Vec<(String, Stack)>, data_port: u16) {
@@ -289,5 +216,65 @@ impl Looper {
                 .deregister(&mut SourceFd(&network.stack.fd()));
         }
         tracing::info!("VIP balancer left network {id}");
+    }
+}
+
+impl EventLoop for Looper {
+    type Command = Command;
+
+    const EVENTS: usize = 256;
+
+    fn poll(&mut self) -> &mut Poll {
+        &mut self.poll
+    }
+
+    /// Until the first stack timer or forwarded query's deadline, at most [`IDLE_WAIT`].
+    fn timeout(&mut self) -> Duration {
+        let forwarded = self.resolver.forwarder.as_ref().and_then(|f| {
+            let deadline = f.next_deadline()?;
+            Some(deadline.saturating_duration_since(Instant::now()))
+        });
+        (0..self.networks.bound())
+            .filter_map(|index| self.networks.get_mut(index)?.stack.poll_delay())
+            .chain(forwarded)
+            .fold(IDLE_WAIT, Duration::min)
+    }
+
+    fn command(&mut self, command: Command) {
+        let Command::Install {
+            table,
+            stacks,
+            data_port,
+        } = command;
+        self.install(&table, stacks, data_port);
+    }
+
+    fn event(&mut self, event: &Event) {
+        match event.token() {
+            FORWARDER => self.resolver.relay_replies(&mut self.networks),
+            Token(index) => {
+                if let Some(network) = self.networks.get_mut(index) {
+                    network.readable = true;
+                }
+            }
+        }
+    }
+
+    /// Ends the forwarded queries out of time, moves what the events let move on every
+    /// network, then ends the idle UDP flows once a sweep period.
+    fn turn(&mut self) {
+        let counters = &self.shared.counters;
+        self.resolver.expire(&mut self.networks, counters);
+        for index in 0..self.networks.bound() {
+            self.move_data(index);
+        }
+        if self.last_sweep.elapsed() >= SWEEP_PERIOD {
+            self.last_sweep = Instant::now();
+            for index in 0..self.networks.bound() {
+                if let Some(network) = self.networks.get_mut(index) {
+                    network.expire_flows(&mut self.shared.udp_pool);
+                }
+            }
+        }
     }
 }

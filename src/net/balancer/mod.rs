@@ -32,12 +32,12 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
 use crate::net::dns::Forwarder;
+use crate::net::event_thread::LoopThread;
 use crate::net::mesh::{DeviceOpener, DirectConfig};
 use crate::net::routes::{NetworkInfo, RouteTable};
 use crate::net::stack::{DeviceDrops, FrameFd, Stack};
@@ -56,13 +56,12 @@ impl DeviceOpener for BalancerTapOpener {
 
 /// The VIP balancer of one node (see the module documentation).
 pub struct Balancer {
-    commands: mpsc::Sender<Command>,
-    waker: Arc<mio::Waker>,
+    /// The balancer thread; dropping it drops every stack and proxied connection.
+    thread: LoopThread<Command>,
     counters: Arc<Counters>,
     opener: Box<dyn DeviceOpener>,
     /// The running stacks by network ID: what each was made for, and its device's drops.
     stacks: Mutex<BTreeMap<String, RunningStack>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 /// What a running stack was made for.
@@ -101,21 +100,16 @@ impl Balancer {
         let forwarder = forwarder
             .inspect_err(|e| tracing::warn!("DNS answers SERVFAIL for other names: {e}"))
             .ok();
-        let poll = mio::Poll::new()?;
-        let waker = Arc::new(mio::Waker::new(poll.registry(), event_loop::WAKER)?);
-        let (commands, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
-        let looper = Looper::new(poll, receiver, counters.clone(), forwarder, direct)?;
-        let thread = std::thread::Builder::new()
-            .name("balancer".into())
-            .spawn(move || looper.run())?;
+        let shared = counters.clone();
+        let thread = LoopThread::spawn("balancer", |poll| {
+            Looper::new(poll, shared, forwarder, direct)
+        })?;
         Ok(Balancer {
-            commands,
-            waker,
+            thread,
             counters,
             opener: Box::new(opener),
             stacks: Mutex::new(BTreeMap::new()),
-            thread: Some(thread),
         })
     }
 
@@ -163,7 +157,7 @@ impl Balancer {
                 }
             }
         }
-        self.send(Command::Install {
+        self.thread.send(Command::Install {
             table,
             stacks,
             data_port,
@@ -192,23 +186,6 @@ impl Balancer {
             dns_failed: load(&c.dns_failed),
             device_read_failed: drops(|d| &d.read_failed),
             device_write_failed: drops(|d| &d.write_failed),
-        }
-    }
-
-    fn send(&self, command: Command) -> io::Result<()> {
-        self.commands
-            .send(command)
-            .map_err(|_| io::Error::other("the balancer thread has stopped"))?;
-        self.waker.wake()
-    }
-}
-
-impl Drop for Balancer {
-    /// Stops the thread: every stack and every proxied connection is dropped.
-    fn drop(&mut self) {
-        let _ = self.send(Command::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::RawFd;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mio::event::Event;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
 use smoltcp::socket::{tcp, udp};
 
 use super::maglev::{Maglev, maglev_for, pick};
@@ -17,13 +18,12 @@ use super::slab::Slab;
 use super::tcp::Connection;
 use super::udp::Flow;
 use super::{Counters, MeshConfig};
+use crate::net::event_thread::EventLoop;
 use crate::net::overlay::fdb::Fdb;
 use crate::net::routes::{PortKey, Protocol, PublishedPort, RouteTable};
 use crate::net::stack::{DirectPath, Stack, underlay_socket};
 
-/// Token of the waker that says a command is waiting.
-pub const WAKER: Token = Token(usize::MAX);
-/// Token of the stack's device.
+/// Token of the stack's device, next to the waker's ([`WAKER`](crate::net::event_thread::WAKER)).
 const DEVICE: Token = Token(usize::MAX - 1);
 /// Listener tokens start here; client connections take the tokens below.
 const LISTENER_BASE: usize = 1 << 40;
@@ -32,9 +32,7 @@ const MAX_ROUNDS: usize = 64;
 /// How often idle UDP flows are looked for.
 const SWEEP_PERIOD: Duration = Duration::from_secs(5);
 
-/// What the [`super::Mesh`] handle tells the loop. (A stack is large, but a command is sent
-/// once per route-table change: no box needed.)
-#[allow(clippy::large_enum_variant)]
+/// What the [`super::Mesh`] handle tells the loop.
 pub enum Command {
     /// Follow a new table; `stack` is `Some` when the stack is replaced (by `None`: no ingress
     /// address any more).
@@ -43,8 +41,6 @@ pub enum Command {
         stack: Option<Option<Stack>>,
         data_port: u16,
     },
-    /// Close everything and end the thread.
-    Stop,
 }
 
 /// A published port as the loop serves it.
@@ -73,7 +69,6 @@ impl Published {
 pub struct Looper {
     pub config: MeshConfig,
     pub poll: Poll,
-    commands: mpsc::Receiver<Command>,
     pub counters: Arc<Counters>,
     pub stack: Option<Stack>,
     pub published: BTreeMap<PortKey, Published>,
@@ -96,15 +91,9 @@ pub struct Looper {
 }
 
 impl Looper {
-    pub fn new(
-        config: MeshConfig,
-        poll: Poll,
-        commands: mpsc::Receiver<Command>,
-        counters: Arc<Counters>,
-    ) -> Looper {
+    pub fn new(config: MeshConfig, poll: Poll, counters: Arc<Counters>) -> Looper {
         Looper {
             poll,
-            commands,
             counters,
             stack: None,
             published: BTreeMap::new(),
@@ -128,46 +117,10 @@ impl Looper {
         }
     }
 
-    pub fn run(mut self) {
-        let mut events = Events::with_capacity(1024);
-        loop {
-            let timeout = self.timeout();
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!("the mesh's event loop failed: {e}");
-                    return;
-                }
-            }
-            for event in &events {
-                match event.token() {
-                    WAKER => {
-                        if !self.take_commands() {
-                            return;
-                        }
-                    }
-                    DEVICE => self.device_readable = true,
-                    Token(t) if t >= LISTENER_BASE => self.on_listener(t - LISTENER_BASE),
-                    Token(t) => self.on_client(t, event),
-                }
-            }
-            self.turn();
-            if self.last_sweep.elapsed() >= SWEEP_PERIOD {
-                self.last_sweep = Instant::now();
-                self.expire_flows();
-            }
-        }
-    }
-
-    /// How long to wait for events: until the stack's next timer, at most a sweep period.
-    fn timeout(&mut self) -> Duration {
-        let stack = self.stack.as_mut().and_then(|s| s.poll_delay());
-        stack.map_or(SWEEP_PERIOD, |d| d.min(SWEEP_PERIOD))
-    }
-
     /// Takes in the stack's frames, moves data between kernel sockets and the stack's sockets,
     /// and sends what that queued, until nothing more moves. The device is read only after it
     /// said it has frames (a read that finds none is a wasted system call).
-    fn turn(&mut self) {
+    fn move_data(&mut self) {
         let mut changed = match self.stack.as_mut() {
             Some(stack) if std::mem::take(&mut self.device_readable) => stack.ingress(),
             Some(_) => true, // timers may have fired, or clients spoken: pump once
@@ -201,21 +154,6 @@ impl Looper {
             }
             stack.tcp_ports.release(port);
         }
-    }
-
-    /// Applies the commands waiting; false when told to stop.
-    fn take_commands(&mut self) -> bool {
-        while let Ok(command) = self.commands.try_recv() {
-            match command {
-                Command::Install {
-                    table,
-                    stack,
-                    data_port,
-                } => self.install(&table, stack, data_port),
-                Command::Stop => return false,
-            }
-        }
-        true
     }
 
     fn install(&mut self, table: &RouteTable, stack: Option<Option<Stack>>, data_port: u16) {
@@ -349,6 +287,48 @@ impl Looper {
         match key.protocol {
             Protocol::Tcp => self.accept_all(key),
             Protocol::Udp => self.receive_datagrams(key),
+        }
+    }
+}
+
+impl EventLoop for Looper {
+    type Command = Command;
+
+    const EVENTS: usize = 1024;
+
+    fn poll(&mut self) -> &mut Poll {
+        &mut self.poll
+    }
+
+    /// Until the stack's next timer, at most a sweep period.
+    fn timeout(&mut self) -> Duration {
+        let stack = self.stack.as_mut().and_then(|s| s.poll_delay());
+        stack.map_or(SWEEP_PERIOD, |d| d.min(SWEEP_PERIOD))
+    }
+
+    fn command(&mut self, command: Command) {
+        let Command::Install {
+            table,
+            stack,
+            data_port,
+        } = command;
+        self.install(&table, stack, data_port);
+    }
+
+    fn event(&mut self, event: &Event) {
+        match event.token() {
+            DEVICE => self.device_readable = true,
+            Token(t) if t >= LISTENER_BASE => self.on_listener(t - LISTENER_BASE),
+            Token(t) => self.on_client(t, event),
+        }
+    }
+
+    /// Moves what the events let move, then ends the idle UDP flows once a sweep period.
+    fn turn(&mut self) {
+        self.move_data();
+        if self.last_sweep.elapsed() >= SWEEP_PERIOD {
+            self.last_sweep = Instant::now();
+            self.expire_flows();
         }
     }
 }

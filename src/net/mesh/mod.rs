@@ -22,11 +22,11 @@ pub(crate) mod udp;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::net::event_thread::LoopThread;
 use crate::net::routes::{IngressAddress, NetworkInfo, RouteTable};
 use crate::net::stack::{DeviceDrops, FrameFd, Stack};
 
@@ -78,14 +78,13 @@ impl DeviceOpener for TapDeviceOpener {
 
 /// The routing mesh of one node (see the module documentation).
 pub struct Mesh {
-    commands: mpsc::Sender<Command>,
-    waker: Arc<mio::Waker>,
+    /// The mesh thread; dropping it closes every published port and proxied connection.
+    thread: LoopThread<Command>,
     counters: Arc<Counters>,
     opener: Box<dyn DeviceOpener>,
     /// The ingress address and network the running stack was made for.
     stack_for: Mutex<Option<(IngressAddress, NetworkInfo)>>,
     device_drops: Mutex<Option<Arc<DeviceDrops>>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl Mesh {
@@ -96,22 +95,15 @@ impl Mesh {
 
     /// Starts the mesh thread with `opener` providing the stack's device.
     pub fn start_with(config: MeshConfig, opener: impl DeviceOpener) -> io::Result<Mesh> {
-        let poll = mio::Poll::new()?;
-        let waker = Arc::new(mio::Waker::new(poll.registry(), event_loop::WAKER)?);
-        let (commands, receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
-        let looper = Looper::new(config, poll, receiver, counters.clone());
-        let thread = std::thread::Builder::new()
-            .name("mesh".into())
-            .spawn(move || looper.run())?;
+        let shared = counters.clone();
+        let thread = LoopThread::spawn("mesh", |poll| Ok(Looper::new(config, poll, shared)))?;
         Ok(Mesh {
-            commands,
-            waker,
+            thread,
             counters,
             opener: Box::new(opener),
             stack_for: Mutex::new(None),
             device_drops: Mutex::new(None),
-            thread: Some(thread),
         })
     }
 
@@ -146,7 +138,7 @@ impl Mesh {
             *stack_for = wanted;
             Some(stack)
         };
-        self.send(Command::Install {
+        self.thread.send(Command::Install {
             table,
             stack,
             data_port,
@@ -168,23 +160,6 @@ impl Mesh {
             bind_failures: load(&c.bind_failures),
             device_read_failed: drops.as_ref().map_or(0, |d| load(&d.read_failed)),
             device_write_failed: drops.as_ref().map_or(0, |d| load(&d.write_failed)),
-        }
-    }
-
-    fn send(&self, command: Command) -> io::Result<()> {
-        self.commands
-            .send(command)
-            .map_err(|_| io::Error::other("the mesh thread has stopped"))?;
-        self.waker.wake()
-    }
-}
-
-impl Drop for Mesh {
-    /// Stops the thread: every published port closes, every proxied connection is dropped.
-    fn drop(&mut self) {
-        let _ = self.send(Command::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
