@@ -11,7 +11,9 @@ use super::Counters;
 use super::event_loop::Shared;
 use super::network::Network;
 use crate::net::mesh::maglev::pick;
-use crate::net::mesh::tcp::{CONNECT_TIMEOUT, POOL_LIMIT, connect, new_socket, reconnect};
+use crate::net::mesh::tcp::{
+    CONNECT_TIMEOUT, Pumped, connect, connected, new_socket, reconnect, recycle, reset_unless_over,
+};
 
 /// One connection to a VIP and its leg to a backend.
 pub struct Connection {
@@ -28,15 +30,6 @@ pub struct Connection {
     client_done: bool,
     /// The backend has sent its last byte; the client was sent a FIN.
     backend_done: bool,
-}
-
-/// What pumping did to a connection.
-enum Pumped {
-    Idle,
-    Moved,
-    Finished,
-    /// The backend refused or did not answer.
-    Failed,
 }
 
 impl Network {
@@ -120,15 +113,10 @@ impl Network {
             return Pumped::Finished;
         }
         if !connection.open {
-            let socket = sockets.get_mut::<tcp::Socket>(backend);
-            match socket.state() {
-                State::SynSent | State::SynReceived => return Pumped::Idle,
-                State::Closed | State::TimeWait => return Pumped::Failed,
-                _ => {}
+            if let Err(pumped) = connected(sockets.get_mut::<tcp::Socket>(backend)) {
+                return pumped;
             }
             connection.open = true;
-            // A live connection is never cut for being idle.
-            socket.set_timeout(None);
         }
         if reset(backend, connection.client_done, sockets) {
             return Pumped::Finished;
@@ -243,10 +231,7 @@ impl Network {
                 .map(|(socket, port)| (socket, Some(port))),
         );
         for (handle, port) in legs {
-            let socket = self.stack.sockets.get_mut::<tcp::Socket>(handle);
-            if socket.is_open() && socket.state() != State::TimeWait {
-                socket.abort();
-            }
+            reset_unless_over(self.stack.sockets.get_mut::<tcp::Socket>(handle));
             self.dying.push((handle, port));
         }
     }
@@ -260,19 +245,6 @@ impl Network {
                 self.stack.tcp_ports.release(port);
             }
         }
-    }
-}
-
-/// Takes the TCP socket `handle` out of `sockets`, into `pool` if there is room.
-fn recycle(
-    sockets: &mut SocketSet<'static>,
-    handle: SocketHandle,
-    pool: &mut Vec<tcp::Socket<'static>>,
-) {
-    if let smoltcp::socket::Socket::Tcp(socket) = sockets.remove(handle)
-        && pool.len() < POOL_LIMIT
-    {
-        pool.push(socket);
     }
 }
 

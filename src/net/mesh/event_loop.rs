@@ -147,11 +147,7 @@ impl Looper {
             return;
         };
         for (handle, port) in self.dying.drain(..) {
-            if let smoltcp::socket::Socket::Tcp(socket) = stack.sockets.remove(handle)
-                && self.tcp_pool.len() < super::tcp::POOL_LIMIT
-            {
-                self.tcp_pool.push(socket);
-            }
+            super::tcp::recycle(&mut stack.sockets, handle, &mut self.tcp_pool);
             stack.tcp_ports.release(port);
         }
     }

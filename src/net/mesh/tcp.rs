@@ -6,7 +6,7 @@ use std::net::{Shutdown, SocketAddr, SocketAddrV4};
 
 use mio::event::Event;
 use mio::{Interest, Token};
-use smoltcp::iface::SocketHandle;
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, CongestionControl, State};
 use smoltcp::time::Duration;
 
@@ -53,10 +53,13 @@ pub struct Connection {
     answered: bool,
 }
 
-/// What pumping did to a connection.
-enum Pumped {
+/// What pumping did to a proxied connection (here and in the balancer).
+pub(crate) enum Pumped {
+    /// Nothing moved.
     Idle,
+    /// Data or an end moved.
     Moved,
+    /// The connection is over.
     Finished,
     /// The backend refused or did not answer.
     Failed,
@@ -160,14 +163,10 @@ impl Looper {
         let socket = stack.sockets.get_mut::<tcp::Socket>(connection.socket);
         let mut moved = false;
         if !connection.open {
-            match socket.state() {
-                State::SynSent | State::SynReceived => return Pumped::Idle,
-                State::Closed | State::TimeWait => return Pumped::Failed,
-                _ => {}
+            if let Err(pumped) = connected(socket) {
+                return pumped;
             }
             connection.open = true;
-            // A live connection is never cut for being idle.
-            socket.set_timeout(None);
             let proxied = self.published.get(&connection.key);
             if proxied.is_some_and(|p| p.route.proxy_protocol) {
                 let mut header = [0u8; MAX_HEADER_LEN];
@@ -290,12 +289,45 @@ impl Looper {
             return;
         };
         if let Some(stack) = self.stack.as_mut() {
-            let socket = stack.sockets.get_mut::<tcp::Socket>(connection.socket);
-            if socket.is_open() && socket.state() != State::TimeWait {
-                socket.abort();
-            }
+            reset_unless_over(stack.sockets.get_mut::<tcp::Socket>(connection.socket));
             self.dying.push((connection.socket, connection.local_port));
         }
+    }
+}
+
+/// Whether the stack's `socket`, connecting to a backend, has connected; if not, whether to
+/// wait ([`Pumped::Idle`]) or try the next backend ([`Pumped::Failed`]). A connected socket is
+/// never cut for being idle: its timeout was only for the attempt.
+pub(crate) fn connected(socket: &mut tcp::Socket) -> Result<(), Pumped> {
+    match socket.state() {
+        State::SynSent | State::SynReceived => Err(Pumped::Idle),
+        State::Closed | State::TimeWait => Err(Pumped::Failed),
+        _ => {
+            socket.set_timeout(None);
+            Ok(())
+        }
+    }
+}
+
+/// Resets the stack's `socket` unless it is closed or in time-wait (both ends finished: nothing
+/// to tell the peer).
+pub(crate) fn reset_unless_over(socket: &mut tcp::Socket) {
+    if socket.is_open() && socket.state() != State::TimeWait {
+        socket.abort();
+    }
+}
+
+/// Takes the TCP socket `handle` out of `sockets`, into `pool` if there is room (its buffers
+/// are the costly part to make).
+pub(crate) fn recycle(
+    sockets: &mut SocketSet<'static>,
+    handle: SocketHandle,
+    pool: &mut Vec<tcp::Socket<'static>>,
+) {
+    if let smoltcp::socket::Socket::Tcp(socket) = sockets.remove(handle)
+        && pool.len() < POOL_LIMIT
+    {
+        pool.push(socket);
     }
 }
 
