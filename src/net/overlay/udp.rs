@@ -10,9 +10,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
 
 /// The most bytes one UDP datagram (or one GSO send) over IPv4 can carry.
-const MAX_UDP_PAYLOAD: usize = 65507;
+pub const MAX_UDP_PAYLOAD: usize = 65507;
 /// The most segments one GSO send may have (`UDP_MAX_SEGMENTS` before Linux 6.9 raised it).
-const MAX_GSO_SEGMENTS: usize = 64;
+pub const MAX_GSO_SEGMENTS: usize = 64;
 /// Socket buffer size asked for (the kernel caps it at `net.core.{r,w}mem_max`).
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -116,59 +116,7 @@ impl UnderlaySocket {
     /// Sends `buf`, a run of datagrams of `segment_len` bytes (the last possibly shorter), to
     /// `to`, in as few `sendmsg` calls as GSO allows.
     pub fn send_run(&mut self, buf: &[u8], segment_len: usize, to: &SockAddr) -> io::Result<()> {
-        if !self.gso || buf.len() <= segment_len {
-            return buf
-                .chunks(segment_len.max(1))
-                .try_for_each(|d| self.send(d, None, to));
-        }
-        let per_send = (MAX_UDP_PAYLOAD / segment_len).clamp(1, MAX_GSO_SEGMENTS) * segment_len;
-        for chunk in buf.chunks(per_send) {
-            let gso = (chunk.len() > segment_len).then_some(segment_len as u16);
-            match self.send(chunk, gso, to) {
-                Ok(()) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
-                    self.gso = false;
-                    chunk
-                        .chunks(segment_len)
-                        .try_for_each(|d| self.send(d, None, to))?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    fn send(&self, buf: &[u8], gso_size: Option<u16>, to: &SockAddr) -> io::Result<()> {
-        let mut iov = libc::iovec {
-            iov_base: buf.as_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        let mut control = CmsgBuffer::new();
-        // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = to.as_ptr() as *mut libc::c_void;
-        msg.msg_namelen = to.len();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if let Some(size) = gso_size {
-            msg.msg_control = control.0.as_mut_ptr().cast();
-            // SAFETY: the control buffer has room for one u16 cmsg and is aligned for cmsghdr.
-            unsafe {
-                msg.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as _;
-                let cmsg = libc::CMSG_FIRSTHDR(&msg);
-                (*cmsg).cmsg_level = libc::SOL_UDP;
-                (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
-                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
-            }
-        }
-        // SAFETY: `msg` is fully initialised and its buffers are alive.
-        let n = unsafe { libc::sendmsg(self.fd(), &msg, 0) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        send_run(self.socket.as_raw_fd(), &mut self.gso, buf, segment_len, to)
     }
 
     /// Receives one buffer of datagrams (several if GRO merged them); `Ok(None)` when none wait.
@@ -228,6 +176,72 @@ impl UnderlaySocket {
             segment_len,
             source,
         }))
+    }
+}
+
+/// Sends `buf`, a run of datagrams of `segment_len` bytes (the last possibly shorter), to `to`
+/// on the UDP socket `fd`, in as few `sendmsg` calls as GSO allows; `gso` is cleared when the
+/// kernel refuses a GSO send (no checksum offload on the route's device), and datagrams then
+/// go one `sendmsg` each.
+pub fn send_run(
+    fd: RawFd,
+    gso: &mut bool,
+    buf: &[u8],
+    segment_len: usize,
+    to: &SockAddr,
+) -> io::Result<()> {
+    if !*gso || buf.len() <= segment_len {
+        return buf
+            .chunks(segment_len.max(1))
+            .try_for_each(|d| send(fd, d, None, to));
+    }
+    let per_send = (MAX_UDP_PAYLOAD / segment_len).clamp(1, MAX_GSO_SEGMENTS) * segment_len;
+    for chunk in buf.chunks(per_send) {
+        let size = (chunk.len() > segment_len).then_some(segment_len as u16);
+        match send(fd, chunk, size, to) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+                *gso = false;
+                chunk
+                    .chunks(segment_len)
+                    .try_for_each(|d| send(fd, d, None, to))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn send(fd: RawFd, buf: &[u8], gso_size: Option<u16>, to: &SockAddr) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let mut control = CmsgBuffer::new();
+    // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = to.as_ptr() as *mut libc::c_void;
+    msg.msg_namelen = to.len();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(size) = gso_size {
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        // SAFETY: the control buffer has room for one u16 cmsg and is aligned for cmsghdr.
+        unsafe {
+            msg.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
+        }
+    }
+    // SAFETY: `msg` is fully initialised and its buffers are alive.
+    let n = unsafe { libc::sendmsg(fd, &msg, 0) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
     }
 }
 
