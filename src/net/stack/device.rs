@@ -4,6 +4,11 @@
 //! bridge and the overlay engine: the stack sends it to that node's data port as VXLAN itself.
 //! With [`Claims`], only frames for the claimed addresses get in, and frames leave from the MAC of
 //! the address they come from.
+//!
+//! What a poll sends waits in an [`Outbox`] until [`FrameDevice::flush`] (the [`super::Stack`]
+//! flushes after each poll): consecutive TCP segments of one flow for the descriptor become one
+//! super-frame (with a virtio-net header: one write, the kernel segments it only if it must), and
+//! consecutive equal-sized VXLAN datagrams to one node go in one UDP GSO send.
 
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
@@ -16,8 +21,10 @@ use smoltcp::time::Instant;
 use socket2::SockAddr;
 
 use super::claims::{self, Claims};
+use crate::net::overlay::coalesce::{Coalescer, Push};
 use crate::net::overlay::fdb::{Destination, Fdb};
 use crate::net::overlay::tap::open_stack_tap;
+use crate::net::overlay::udp::{self, MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD};
 use crate::net::overlay::wire::VNET_HEADER_LEN;
 
 /// The largest frame the kernel hands a TAP with TSO on: a 64 KiB IP packet and its Ethernet
@@ -66,6 +73,104 @@ pub struct DirectPath {
     pub network: usize,
 }
 
+/// Frames sent but held back until [`FrameDevice::flush`], to leave in fewer system calls.
+struct Outbox {
+    /// TCP segments of one flow for the descriptor, merged into one super-frame (only for a
+    /// descriptor with a virtio-net header).
+    coalescer: Option<Coalescer>,
+    /// VXLAN datagrams to `peer`, each of `segment_len` bytes but maybe the last: one GSO send.
+    run: Box<[u8]>,
+    run_len: usize,
+    segment_len: usize,
+    peer: SocketAddr,
+    /// A shorter datagram ended the run: nothing may follow it in the same send.
+    run_closed: bool,
+    /// Cleared when the kernel refuses a GSO send: datagrams then go one `sendmsg` each.
+    gso: bool,
+}
+
+impl Outbox {
+    fn new(vnet_header: bool) -> Outbox {
+        Outbox {
+            coalescer: vnet_header.then(Coalescer::new),
+            run: vec![0; MAX_UDP_PAYLOAD].into_boxed_slice(),
+            run_len: 0,
+            segment_len: 0,
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            run_closed: false,
+            gso: true,
+        }
+    }
+
+    /// Writes the pending super-frame (virtio-net header included) to `fd`.
+    fn write_super_frame(&mut self, fd: RawFd, drops: &DeviceDrops) {
+        if let Some(frame) = self.coalescer.as_mut().and_then(Coalescer::take) {
+            // SAFETY: `frame` is valid for reads; the descriptor is the device's.
+            let written = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
+            if written < 0 {
+                drops.write_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Sends the pending run of datagrams on `socket`.
+    fn send_run(&mut self, socket: RawFd, drops: &DeviceDrops) {
+        if self.run_len == 0 {
+            return;
+        }
+        let len = std::mem::take(&mut self.run_len);
+        let to = SockAddr::from(self.peer);
+        if udp::send_run(
+            socket,
+            &mut self.gso,
+            &self.run[..len],
+            self.segment_len,
+            &to,
+        )
+        .is_err()
+        {
+            drops.write_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds a datagram of `header` and `frame` for `peer` to the run, sending the run first if
+    /// the datagram cannot join it.
+    fn push_datagram(
+        &mut self,
+        socket: RawFd,
+        drops: &DeviceDrops,
+        peer: SocketAddr,
+        header: &[u8],
+        frame: &[u8],
+    ) {
+        let len = header.len() + frame.len();
+        if self.run_len > 0
+            && (peer != self.peer
+                || self.run_closed
+                || len > self.segment_len
+                || self.run_len + len > self.run.len()
+                || self.run_len / self.segment_len >= MAX_GSO_SEGMENTS)
+        {
+            self.send_run(socket, drops);
+        }
+        if len > self.run.len() {
+            drops.write_failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.run_len == 0 {
+            self.peer = peer;
+            self.segment_len = len;
+            self.run_closed = false;
+        } else if len < self.segment_len {
+            self.run_closed = true;
+        }
+        let at = self.run_len;
+        self.run[at..at + header.len()].copy_from_slice(header);
+        self.run[at + header.len()..at + len].copy_from_slice(frame);
+        self.run_len += len;
+    }
+}
+
 /// A frame-preserving descriptor as a smoltcp device, with one receive and one transmit buffer
 /// (no allocation per frame).
 pub struct FrameDevice {
@@ -80,6 +185,7 @@ pub struct FrameDevice {
     claims: Option<Claims>,
     /// Where a frame read by [`FrameDevice::fetch`] lies in `rx`, until smoltcp takes it.
     fetched: Option<std::ops::Range<usize>>,
+    outbox: Outbox,
 }
 
 impl FrameDevice {
@@ -103,6 +209,17 @@ impl FrameDevice {
             direct: None,
             claims: None,
             fetched: None,
+            outbox: Outbox::new(link.vnet_header),
+        }
+    }
+
+    /// Sends what the last polls left pending (a super-frame, a run of datagrams); call it after
+    /// each poll of the stack, before waiting for events.
+    pub fn flush(&mut self) {
+        self.outbox
+            .write_super_frame(self.fd.as_raw_fd(), &self.drops);
+        if let Some(direct) = &self.direct {
+            self.outbox.send_run(direct.socket.as_raw_fd(), &self.drops);
         }
     }
 
@@ -136,6 +253,7 @@ impl FrameDevice {
     /// Sends frames for remote endpoints straight to their nodes from now on (or, with `None`,
     /// everything through the descriptor).
     pub fn set_direct_path(&mut self, direct: Option<DirectPath>) {
+        self.flush();
         self.direct = direct;
     }
 
@@ -211,6 +329,7 @@ impl phy::Device for FrameDevice {
             direct: self.direct.as_ref(),
             vnet_header: self.vnet_header,
             disguise: self.claims.is_some(),
+            outbox: &mut self.outbox,
         };
         Some((rx, tx))
     }
@@ -223,6 +342,7 @@ impl phy::Device for FrameDevice {
             direct: self.direct.as_ref(),
             vnet_header: self.vnet_header,
             disguise: self.claims.is_some(),
+            outbox: &mut self.outbox,
         })
     }
 
@@ -264,11 +384,17 @@ pub struct TxToken<'a> {
     vnet_header: bool,
     /// Whether the frame leaves from the MAC of its source address ([`claims::disguise`]).
     disguise: bool,
+    outbox: &'a mut Outbox,
 }
 
-/// Sends `frame` to its node as VXLAN if it is unicast to an endpoint on another node; whether
+/// Queues `frame` for its node as VXLAN if it is unicast to an endpoint on another node; whether
 /// it was taken.
-fn send_direct(direct: Option<&DirectPath>, drops: &DeviceDrops, frame: &[u8]) -> bool {
+fn send_direct(
+    direct: Option<&DirectPath>,
+    drops: &DeviceDrops,
+    outbox: &mut Outbox,
+    frame: &[u8],
+) -> bool {
     let Some(direct) = direct else {
         return false;
     };
@@ -279,14 +405,8 @@ fn send_direct(direct: Option<&DirectPath>, drops: &DeviceDrops, frame: &[u8]) -
     let Destination::Remote(peer) = network.destination(destination) else {
         return false; // broadcast (ARP), local or unknown: the bridge and the engine see to it
     };
-    let parts = [IoSlice::new(&network.vxlan_header), IoSlice::new(frame)];
-    if direct
-        .socket
-        .send_to_vectored(&parts, &SockAddr::from(peer))
-        .is_err()
-    {
-        drops.write_failed.fetch_add(1, Ordering::Relaxed);
-    }
+    let socket = direct.socket.as_raw_fd();
+    outbox.push_datagram(socket, drops, peer, &network.vxlan_header, frame);
     true
 }
 
@@ -297,8 +417,19 @@ impl phy::TxToken for TxToken<'_> {
         if self.disguise {
             claims::disguise(frame);
         }
-        if send_direct(self.direct, self.drops, frame) {
+        if send_direct(self.direct, self.drops, self.outbox, frame) {
             return result;
+        }
+        if let Some(coalescer) = self.outbox.coalescer.as_mut() {
+            if coalescer.push(frame) == Push::Absorbed {
+                return result;
+            }
+            self.outbox.write_super_frame(self.fd, self.drops);
+            if let Some(coalescer) = self.outbox.coalescer.as_mut()
+                && coalescer.push(frame) == Push::Absorbed
+            {
+                return result;
+            }
         }
         let parts = [IoSlice::new(&PLAIN), IoSlice::new(frame)];
         let parts = if self.vnet_header {

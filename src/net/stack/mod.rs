@@ -81,7 +81,10 @@ impl Stack {
     /// whether any socket's state may have changed.
     pub fn poll(&mut self) -> bool {
         let now = self.now();
-        self.iface.poll(now, &mut self.device, &mut self.sockets) == PollResult::SocketStateChanged
+        let changed = self.iface.poll(now, &mut self.device, &mut self.sockets)
+            == PollResult::SocketStateChanged;
+        self.device.flush();
+        changed
     }
 
     /// Takes in every frame waiting on the device; whether any socket's state may have changed.
@@ -91,11 +94,13 @@ impl Stack {
         while let Some(frame_changed) = self.ingress_one() {
             changed |= frame_changed;
         }
+        self.device.flush();
         changed
     }
 
     /// Takes in one frame (the one [`FrameDevice::fetch`] kept, if any): `None` when there was
-    /// none, else whether any socket's state may have changed.
+    /// none, else whether any socket's state may have changed. What it sends (an ACK, say) waits
+    /// for the next [`Stack::egress`], [`Stack::ingress`] or [`Stack::poll`] to flush it.
     pub fn ingress_one(&mut self) -> Option<bool> {
         let now = self.now();
         match self
@@ -131,6 +136,7 @@ impl Stack {
         {
             changed = true;
         }
+        self.device.flush();
         changed
     }
 
