@@ -16,8 +16,7 @@ use super::event_loop::Shared;
 use super::network::{Network, Vip};
 use crate::net::mesh::maglev::pick;
 use crate::net::mesh::slab::Slab;
-use crate::net::mesh::tcp::POOL_LIMIT;
-use crate::net::mesh::udp::{IDLE_TIMEOUT, new_socket};
+use crate::net::mesh::udp::{IDLE_TIMEOUT, bind_flow, new_socket, recycle};
 use crate::net::stack::Stack;
 
 /// UDP through one network's VIPs.
@@ -181,40 +180,20 @@ impl Flows {
             Counters::add(&shared.counters.no_backend, 1);
             return None;
         };
-        let Some(local_port) = stack.udp_ports.take() else {
+        let Some((socket, local_port)) = bind_flow(stack, &mut shared.udp_pool) else {
             Counters::add(&shared.counters.udp_dropped, 1);
             return None;
         };
-        let mut socket = shared.udp_pool.pop().unwrap_or_else(new_socket);
-        if socket.bind(local_port).is_err() {
-            stack.udp_ports.release(local_port);
-            shared.udp_pool.push(socket);
-            return None;
-        }
         Counters::add(&shared.counters.udp_flows, 1);
         let index = self.slab.insert(Flow {
             vip,
             client,
             backend: SocketAddrV4::new(backend.address, vip.port()),
-            socket: stack.sockets.add(socket),
+            socket,
             local_port,
             last_seen: Instant::now(),
         });
         self.index.insert((vip, client), index);
         self.slab.get_mut(index)
-    }
-}
-
-/// Takes the UDP socket `handle` out of `sockets`, closed, into `pool` if there is room.
-fn recycle(
-    sockets: &mut smoltcp::iface::SocketSet<'static>,
-    handle: SocketHandle,
-    pool: &mut Vec<udp::Socket<'static>>,
-) {
-    if let smoltcp::socket::Socket::Udp(mut socket) = sockets.remove(handle)
-        && pool.len() < POOL_LIMIT
-    {
-        socket.close();
-        pool.push(socket);
     }
 }

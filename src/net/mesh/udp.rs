@@ -6,12 +6,14 @@ use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use smoltcp::iface::SocketHandle;
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 
 use super::Counters;
 use super::event_loop::{Listener, Looper};
+use super::tcp::POOL_LIMIT;
 use crate::net::routes::PortKey;
+use crate::net::stack::Stack;
 
 /// How long a UDP flow lives without traffic (UDP has no end of its own).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -72,22 +74,16 @@ impl Looper {
             Counters::add(&self.counters.no_backend, 1);
             return None;
         };
-        let Some(local_port) = stack.udp_ports.take() else {
+        let Some((socket, local_port)) = bind_flow(stack, &mut self.udp_pool) else {
             Counters::add(&self.counters.udp_dropped, 1);
             return None;
         };
-        let mut socket = self.udp_pool.pop().unwrap_or_else(new_socket);
-        if socket.bind(local_port).is_err() {
-            stack.udp_ports.release(local_port);
-            self.udp_pool.push(socket);
-            return None;
-        }
         Counters::add(&self.counters.udp_flows, 1);
         let index = self.flows.insert(Flow {
             key,
             client,
             backend,
-            socket: stack.sockets.add(socket),
+            socket,
             local_port,
             last_seen: Instant::now(),
         });
@@ -161,14 +157,40 @@ impl Looper {
         };
         self.flow_index.remove(&(flow.key, flow.client));
         if let Some(stack) = self.stack.as_mut() {
-            if let smoltcp::socket::Socket::Udp(mut socket) = stack.sockets.remove(flow.socket)
-                && self.udp_pool.len() < super::tcp::POOL_LIMIT
-            {
-                socket.close();
-                self.udp_pool.push(socket);
-            }
+            recycle(&mut stack.sockets, flow.socket, &mut self.udp_pool);
             stack.udp_ports.release(flow.local_port);
         }
+    }
+}
+
+/// A flow's socket in `stack` (from `pool` if it has one), bound to a local port of its own so
+/// that the backend's replies come back to it, and that port; `None` if no port is free (or,
+/// never seen, the socket will not bind: its datagram is dropped all the same).
+pub(crate) fn bind_flow(
+    stack: &mut Stack,
+    pool: &mut Vec<udp::Socket<'static>>,
+) -> Option<(SocketHandle, u16)> {
+    let port = stack.udp_ports.take()?;
+    let mut socket = pool.pop().unwrap_or_else(new_socket);
+    if socket.bind(port).is_err() {
+        stack.udp_ports.release(port);
+        pool.push(socket);
+        return None;
+    }
+    Some((stack.sockets.add(socket), port))
+}
+
+/// Takes the UDP socket `handle` out of `sockets`, closed, into `pool` if there is room.
+pub(crate) fn recycle(
+    sockets: &mut SocketSet<'static>,
+    handle: SocketHandle,
+    pool: &mut Vec<udp::Socket<'static>>,
+) {
+    if let smoltcp::socket::Socket::Udp(mut socket) = sockets.remove(handle)
+        && pool.len() < POOL_LIMIT
+    {
+        socket.close();
+        pool.push(socket);
     }
 }
 
