@@ -12,6 +12,7 @@ use smoltcp::wire::IpEndpoint;
 use super::Counters;
 use super::network::Network;
 use crate::net::dns::{Forwarder, Outcome, answer, servfail};
+use crate::net::mesh::count;
 use crate::net::mesh::slab::Slab;
 
 /// The DNS port.
@@ -75,7 +76,7 @@ impl Resolver {
         };
         let reply = &mut self.reply;
         forwarder.expire(Instant::now(), |(index, client), query| {
-            Counters::add(&counters.dns_failed, 1);
+            count(&counters.dns_failed);
             if let (Some(network), Some(len)) = (networks.get_mut(index), servfail(query, reply)) {
                 network.send_reply(client, &reply[..len]);
             }
@@ -117,7 +118,7 @@ impl Network {
                 Err(udp::RecvError::Exhausted) => return answered,
             };
             answered = true;
-            Counters::add(&counters.dns_queries, 1);
+            count(&counters.dns_queries);
             let query = &resolver.query[..len];
             let len = match answer(&self.zone, query, &mut resolver.reply) {
                 Outcome::Reply(len) => len,
@@ -166,6 +167,6 @@ pub fn forward(
     } else {
         &counters.dns_failed
     };
-    Counters::add(counter, 1);
+    count(counter);
     forwarded
 }

@@ -13,6 +13,7 @@ use super::Counters;
 use super::dns::{Client, PORT, Resolver, forward};
 use super::network::Network;
 use crate::net::dns::{Outcome, answer_tcp, servfail};
+use crate::net::mesh::count;
 
 /// A session's receive buffer (queries are small) and send buffer (room for the largest reply
 /// with its length).
@@ -107,7 +108,7 @@ impl Network {
                 session.last_active = Instant::now();
             }
             while let Some(query) = whole_message(&session.received) {
-                Counters::add(&counters.dns_queries, 1);
+                count(&counters.dns_queries);
                 let reply = &mut resolver.reply;
                 let len = match answer_tcp(&self.zone, query, reply) {
                     Outcome::Reply(len) => Some(len),

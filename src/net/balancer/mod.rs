@@ -38,7 +38,7 @@ use serde::Serialize;
 
 use crate::net::dns::Forwarder;
 use crate::net::event_thread::LoopThread;
-use crate::net::mesh::{DeviceOpener, DirectConfig};
+use crate::net::mesh::{DeviceOpener, DirectConfig, ProxyCounters};
 use crate::net::routes::{NetworkInfo, RouteTable};
 use crate::net::stack::{DeviceDrops, FrameFd, Stack};
 
@@ -175,12 +175,12 @@ impl Balancer {
         };
         BalancerCounters {
             networks: stacks.len() as u64,
-            connections: load(&c.connections),
-            no_backend: load(&c.no_backend),
-            connect_retries: load(&c.connect_retries),
-            connect_failures: load(&c.connect_failures),
-            udp_flows: load(&c.udp_flows),
-            udp_dropped: load(&c.udp_dropped),
+            connections: load(&c.proxy.connections),
+            no_backend: load(&c.proxy.no_backend),
+            connect_retries: load(&c.proxy.connect_retries),
+            connect_failures: load(&c.proxy.connect_failures),
+            udp_flows: load(&c.proxy.udp_flows),
+            udp_dropped: load(&c.proxy.udp_dropped),
             dns_queries: load(&c.dns_queries),
             dns_forwarded: load(&c.dns_forwarded),
             dns_failed: load(&c.dns_failed),
@@ -193,21 +193,10 @@ impl Balancer {
 /// What the loop counts, shared with [`Balancer::counters`].
 #[derive(Default)]
 struct Counters {
-    connections: AtomicU64,
-    no_backend: AtomicU64,
-    connect_retries: AtomicU64,
-    connect_failures: AtomicU64,
-    udp_flows: AtomicU64,
-    udp_dropped: AtomicU64,
+    proxy: ProxyCounters,
     dns_queries: AtomicU64,
     dns_forwarded: AtomicU64,
     dns_failed: AtomicU64,
-}
-
-impl Counters {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
 }
 
 /// A snapshot of the balancer's counters.

@@ -10,6 +10,7 @@ use smoltcp::wire::{IpAddress, IpListenEndpoint};
 use super::Counters;
 use super::event_loop::Shared;
 use super::network::Network;
+use crate::net::mesh::count;
 use crate::net::mesh::maglev::pick;
 use crate::net::mesh::tcp::{
     CONNECT_TIMEOUT, Pumped, connect, connected, new_socket, reconnect, recycle, reset_unless_over,
@@ -158,7 +159,7 @@ impl Network {
             State::Closed | State::TimeWait => return Pumped::Finished,
             _ => {}
         }
-        Counters::add(&shared.counters.connections, 1);
+        count(&shared.counters.proxy.connections);
         socket.set_timeout(None);
         let (Some(local), Some(remote)) = (socket.local_endpoint(), socket.remote_endpoint())
         else {
@@ -171,13 +172,13 @@ impl Network {
             .get(&vip)
             .and_then(|v| pick(&v.maglev, &v.backends, client, 0));
         let Some(backend) = backend else {
-            Counters::add(&shared.counters.no_backend, 1);
+            count(&shared.counters.proxy.no_backend);
             socket.abort();
             return Pumped::Finished;
         };
         let target = SocketAddrV4::new(backend.address, local.port);
         let Some(leg) = connect(&mut self.stack, &mut shared.pool, target) else {
-            Counters::add(&shared.counters.connect_failures, 1);
+            count(&shared.counters.proxy.connect_failures);
             self.stack
                 .sockets
                 .get_mut::<tcp::Socket>(connection.client)
@@ -208,13 +209,13 @@ impl Network {
                 Some(SocketAddrV4::new(backend.address, local.port))
             });
         let (Some(next), Some((socket, port))) = (next, connection.backend.as_mut()) else {
-            Counters::add(&counters.connect_failures, 1);
+            count(&counters.proxy.connect_failures);
             return self.finish(index);
         };
-        Counters::add(&counters.connect_retries, 1);
+        count(&counters.proxy.connect_retries);
         connection.attempts += 1;
         if !reconnect(&mut self.stack, *socket, port, next) {
-            Counters::add(&counters.connect_failures, 1);
+            count(&counters.proxy.connect_failures);
             self.finish(index);
         }
     }

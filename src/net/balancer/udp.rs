@@ -11,9 +11,9 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
-use super::Counters;
 use super::event_loop::Shared;
 use super::network::{Network, Vip};
+use crate::net::mesh::count;
 use crate::net::mesh::maglev::pick;
 use crate::net::mesh::slab::Slab;
 use crate::net::mesh::udp::{IDLE_TIMEOUT, bind_flow, new_socket, recycle};
@@ -87,7 +87,7 @@ impl Network {
                     .send_slice(&shared.scratch[..len], flow.backend)
                     .is_err()
                 {
-                    Counters::add(&shared.counters.udp_dropped, 1);
+                    count(&shared.counters.proxy.udp_dropped);
                 }
             }
         }
@@ -108,7 +108,7 @@ impl Network {
                 let socket = stack.sockets.get_mut::<udp::Socket>(vip);
                 let client = IpEndpoint::from(flow.client);
                 if socket.send_slice(&shared.scratch[..len], client).is_err() {
-                    Counters::add(&shared.counters.udp_dropped, 1);
+                    count(&shared.counters.proxy.udp_dropped);
                 }
             }
         }
@@ -177,14 +177,14 @@ impl Flows {
             .get(vip.ip())
             .and_then(|v| pick(&v.maglev, &v.backends, SocketAddr::V4(client), 0));
         let Some(backend) = backend else {
-            Counters::add(&shared.counters.no_backend, 1);
+            count(&shared.counters.proxy.no_backend);
             return None;
         };
         let Some((socket, local_port)) = bind_flow(stack, &mut shared.udp_pool) else {
-            Counters::add(&shared.counters.udp_dropped, 1);
+            count(&shared.counters.proxy.udp_dropped);
             return None;
         };
-        Counters::add(&shared.counters.udp_flows, 1);
+        count(&shared.counters.proxy.udp_flows);
         let index = self.slab.insert(Flow {
             vip,
             client,

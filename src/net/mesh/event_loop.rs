@@ -17,7 +17,7 @@ use super::maglev::{Maglev, maglev_for, pick};
 use super::slab::Slab;
 use super::tcp::Connection;
 use super::udp::Flow;
-use super::{Counters, MeshConfig};
+use super::{Counters, MeshConfig, count};
 use crate::net::event_thread::EventLoop;
 use crate::net::overlay::fdb::Fdb;
 use crate::net::routes::{PortKey, Protocol, PublishedPort, RouteTable};
@@ -232,7 +232,7 @@ impl Looper {
             Ok(listener) => listener,
             Err(e) => {
                 tracing::warn!("cannot publish {key} on this node: {e}");
-                Counters::add(&self.counters.bind_failures, 1);
+                count(&self.counters.bind_failures);
                 return;
             }
         };

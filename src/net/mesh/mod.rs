@@ -151,12 +151,12 @@ impl Mesh {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let drops = self.device_drops.lock().unwrap_or_else(|e| e.into_inner());
         MeshCounters {
-            connections: load(&c.connections),
-            no_backend: load(&c.no_backend),
-            connect_retries: load(&c.connect_retries),
-            connect_failures: load(&c.connect_failures),
-            udp_flows: load(&c.udp_flows),
-            udp_dropped: load(&c.udp_dropped),
+            connections: load(&c.proxy.connections),
+            no_backend: load(&c.proxy.no_backend),
+            connect_retries: load(&c.proxy.connect_retries),
+            connect_failures: load(&c.proxy.connect_failures),
+            udp_flows: load(&c.proxy.udp_flows),
+            udp_dropped: load(&c.proxy.udp_dropped),
             bind_failures: load(&c.bind_failures),
             device_read_failed: drops.as_ref().map_or(0, |d| load(&d.read_failed)),
             device_write_failed: drops.as_ref().map_or(0, |d| load(&d.write_failed)),
@@ -167,19 +167,31 @@ impl Mesh {
 /// What the loop counts, shared with [`Mesh::counters`].
 #[derive(Default)]
 struct Counters {
-    connections: AtomicU64,
-    no_backend: AtomicU64,
-    connect_retries: AtomicU64,
-    connect_failures: AtomicU64,
-    udp_flows: AtomicU64,
-    udp_dropped: AtomicU64,
+    proxy: ProxyCounters,
     bind_failures: AtomicU64,
 }
 
-impl Counters {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
+/// What a proxy's TCP and UDP code counts, in the mesh and in the balancer alike (their
+/// snapshots, [`MeshCounters`] and [`crate::net::balancer::BalancerCounters`], say more).
+#[derive(Default)]
+pub(crate) struct ProxyCounters {
+    /// TCP connections accepted.
+    pub connections: AtomicU64,
+    /// Connections and datagrams turned away for want of a backend.
+    pub no_backend: AtomicU64,
+    /// Connections tried again on the next backend.
+    pub connect_retries: AtomicU64,
+    /// Connections closed because no backend could be reached.
+    pub connect_failures: AtomicU64,
+    /// UDP flows started.
+    pub udp_flows: AtomicU64,
+    /// Datagrams dropped.
+    pub udp_dropped: AtomicU64,
+}
+
+/// Counts one in `counter`. Relaxed: a counter orders nothing, it is only read for a snapshot.
+pub(crate) fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A snapshot of the mesh's counters.

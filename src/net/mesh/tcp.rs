@@ -10,7 +10,7 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, CongestionControl, State};
 use smoltcp::time::Duration;
 
-use super::Counters;
+use super::count;
 use super::event_loop::Looper;
 use super::proxy_protocol::{self, MAX_HEADER_LEN, Transport};
 use crate::net::routes::PortKey;
@@ -83,14 +83,14 @@ impl Looper {
                     return;
                 }
             };
-            Counters::add(&self.counters.connections, 1);
+            count(&self.counters.proxy.connections);
             let backend = published.backend(client_addr, 0);
             let (Some(backend), Some(stack)) = (backend, self.stack.as_mut()) else {
-                Counters::add(&self.counters.no_backend, 1);
+                count(&self.counters.proxy.no_backend);
                 continue; // dropping the stream closes it
             };
             let Some((socket, local_port)) = connect(stack, &mut self.tcp_pool, backend) else {
-                Counters::add(&self.counters.connect_failures, 1);
+                count(&self.counters.proxy.connect_failures);
                 continue;
             };
             let index = self.connections.insert(Connection {
@@ -265,10 +265,10 @@ impl Looper {
             .filter(|p| connection.attempts < p.route.backends.len())
             .and_then(|p| p.backend(connection.client_addr, connection.attempts));
         let Some(backend) = next else {
-            Counters::add(&self.counters.connect_failures, 1);
+            count(&self.counters.proxy.connect_failures);
             return self.close(index);
         };
-        Counters::add(&self.counters.connect_retries, 1);
+        count(&self.counters.proxy.connect_retries);
         connection.attempts += 1;
         if !reconnect(
             stack,
@@ -276,7 +276,7 @@ impl Looper {
             &mut connection.local_port,
             backend,
         ) {
-            Counters::add(&self.counters.connect_failures, 1);
+            count(&self.counters.proxy.connect_failures);
             self.close(index);
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 
-use super::Counters;
+use super::count;
 use super::event_loop::{Listener, Looper};
 use super::tcp::POOL_LIMIT;
 use crate::net::routes::PortKey;
@@ -63,7 +63,7 @@ impl Looper {
                 .send_slice(&self.datagram[..len], flow.backend)
                 .is_err()
             {
-                Counters::add(&self.counters.udp_dropped, 1);
+                count(&self.counters.proxy.udp_dropped);
             }
         }
     }
@@ -71,14 +71,14 @@ impl Looper {
     fn start_flow(&mut self, key: PortKey, client: SocketAddr) -> Option<usize> {
         let backend = self.published.get(&key)?.backend(client, 0);
         let (Some(backend), Some(stack)) = (backend, self.stack.as_mut()) else {
-            Counters::add(&self.counters.no_backend, 1);
+            count(&self.counters.proxy.no_backend);
             return None;
         };
         let Some((socket, local_port)) = bind_flow(stack, &mut self.udp_pool) else {
-            Counters::add(&self.counters.udp_dropped, 1);
+            count(&self.counters.proxy.udp_dropped);
             return None;
         };
-        Counters::add(&self.counters.udp_flows, 1);
+        count(&self.counters.proxy.udp_flows);
         let index = self.flows.insert(Flow {
             key,
             client,
