@@ -11,7 +11,7 @@
 //! and every published port with the service's running tasks as its backends.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use bollard::models::{EndpointPortConfig, EndpointPortConfigProtocolEnum, NodeState, TaskState};
 
@@ -112,10 +112,7 @@ fn add_services(state: &ClusterState, node_id: &str, table: &mut RouteTable) {
                 .filter(|a| &a.network_id == network_id)
             {
                 let address = own.address.ip();
-                routes
-                    .endpoints
-                    .insert(address, Endpoint::new(address, &node.id, "", ""));
-                table.nodes.insert(node.id.clone(), addr);
+                add_node_endpoint(&mut table.nodes, routes, node, addr, address);
                 if node.id == node_id {
                     table.balancers.insert(network_id.clone(), address);
                 }
@@ -123,6 +120,21 @@ fn add_services(state: &ClusterState, node_id: &str, table: &mut RouteTable) {
         }
         routes.services = services_on(state, network_id);
     }
+}
+
+/// Puts a node's own `address` on a network (its ingress or balancer address) among the
+/// network's `routes` as an endpoint of no task, and the node in `nodes` at `underlay`.
+fn add_node_endpoint(
+    nodes: &mut BTreeMap<String, IpAddr>,
+    routes: &mut NetworkRoutes,
+    node: &Node,
+    underlay: IpAddr,
+    address: Ipv4Addr,
+) {
+    routes
+        .endpoints
+        .insert(address, Endpoint::new(address, &node.id, "", ""));
+    nodes.insert(node.id.clone(), underlay);
 }
 
 /// The services attached to the network `network_id`, by ID: their names and aliases there,
@@ -208,10 +220,7 @@ fn add_mesh(state: &ClusterState, node_id: &str, ingress: &Network, table: &mut 
             continue;
         };
         let address = own.address.ip();
-        routes
-            .endpoints
-            .insert(address, Endpoint::new(address, &node.id, "", ""));
-        table.nodes.insert(node.id.clone(), addr);
+        add_node_endpoint(&mut table.nodes, routes, node, addr, address);
         if node.id == node_id {
             table.ingress = Some(IngressAddress {
                 network_id: ingress.id.clone(),

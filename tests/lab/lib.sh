@@ -100,6 +100,20 @@ lab_setup() {
   require check "lab up $1" lab up "$1"
 }
 
+# lab_swarm N: daemons on h1..hN, a swarm of h1 (its manager) and the others
+# (workers), every node Ready; aborts the test file otherwise.
+lab_swarm() {
+  local n=$1 i token
+  for i in $(seq 1 "$n"); do require check "daemon starts in h$i" lab start "$i"; done
+  require check "swarm init on h1" docker_on 1 swarm init --advertise-addr "$(lab addr 1)"
+  token=$(docker_on 1 swarm join-token -q worker) || token=none
+  for i in $(seq 2 "$n"); do
+    require check "h$i joins" docker_on "$i" swarm join --token "$token" "$(lab addr 1):2377"
+  done
+  require eventually check_match "h1..h$n Ready" "^$n\$" _ready_nodes
+}
+_ready_nodes() { docker_on 1 node ls --format '{{.Status}}' | grep -c '^Ready$'; }
+
 # The shoal binary, resolved as netlab/lab.sh does.
 shoal_path() {
   local bin=${SHOAL_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/shoal}

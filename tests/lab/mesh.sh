@@ -20,7 +20,7 @@ source "$(dirname "$0")/lib.sh"
 
 HOSTS=(1 2 3 4)
 lab_setup 4
-for i in "${HOSTS[@]}"; do require check "daemon starts in h$i" lab start "$i"; done
+lab_swarm 4
 declare -A ADDR=()
 for i in "${HOSTS[@]}"; do ADDR[$i]=$(lab addr "$i"); done
 CLIENT=$(lab addr cl)
@@ -33,13 +33,6 @@ mkdir -p "$WWW"
 WEB=(--env "WWW=$WWW" sh -c
   'd=$WWW/$HOSTNAME && mkdir -p "$d" && echo "$HOSTNAME" >"$d/index.html" && exec busybox httpd -f -p 80 -h "$d"')
 
-require check "swarm init on h1" dk swarm init --advertise-addr "${ADDR[1]}"
-TOKEN=$(dk swarm join-token -q worker) || TOKEN=none
-for i in 2 3 4; do
-  require check "h$i joins" docker_on "$i" swarm join --token "$TOKEN" "${ADDR[1]}:2377"
-done
-ready_nodes() { dk node ls --format '{{.Status}}' | grep -c '^Ready$'; }
-require eventually check_match "h1..h4 Ready" '^4$' ready_nodes
 
 # --- helpers ------------------------------------------------------------------
 

@@ -20,19 +20,11 @@ source "$(dirname "$0")/lib.sh"
 HOSTS=(1 2 3 4)
 COMPOSE=$ROOT/examples/shop/docker-compose.yml
 lab_setup 4
-for i in "${HOSTS[@]}"; do require check "daemon starts in h$i" lab start "$i"; done
+lab_swarm 4
 declare -A ADDR=()
 for i in "${HOSTS[@]}"; do ADDR[$i]=$(lab addr "$i"); done
 dk() { docker_on 1 "$@"; }
 shoal1() { shoal_cli -H "unix://$(lab sock 1)" "$@"; }
-
-require check "swarm init on h1" dk swarm init --advertise-addr "${ADDR[1]}"
-TOKEN=$(dk swarm join-token -q worker) || TOKEN=none
-for i in 2 3 4; do
-  require check "h$i joins" docker_on "$i" swarm join --token "$TOKEN" "${ADDR[1]}:2377"
-done
-ready_nodes() { dk node ls --format '{{.Status}}' | grep -c '^Ready$'; }
-require eventually check_match "h1..h4 Ready" '^4$' ready_nodes
 
 # --- helpers ------------------------------------------------------------------
 
