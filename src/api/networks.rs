@@ -648,15 +648,7 @@ mod tests {
     fn a_removal_waits_only_for_tasks_on_their_way_out() {
         let mut state = ClusterState::default();
         let n = network();
-        let service = crate::store::Service {
-            id: "s1".into(),
-            meta: Meta::default(),
-            spec: Default::default(),
-            previous_spec: None,
-            generation: 1,
-            update_status: None,
-            endpoint: Default::default(),
-        };
+        let service = crate::store::state::test_service("s1", Default::default());
         let task = crate::store::state::test_task("t1", "s1", &[(&n.id, "10.0.0.5/24")]);
         assert!(
             !stopping_on(&state, &n.id),

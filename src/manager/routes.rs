@@ -646,10 +646,8 @@ mod tests {
             vec![network("n1", 4097, 1)],
             tasks,
         );
-        let service = |id: &str, alias: Option<&str>, vip: Option<&str>| Service {
-            id: id.into(),
-            meta: Meta::default(),
-            spec: bollard::models::ServiceSpec {
+        let service = |id: &str, alias: Option<&str>, vip: Option<&str>| {
+            let spec = bollard::models::ServiceSpec {
                 name: Some(format!("stack_{id}")),
                 task_template: Some(bollard::models::TaskSpec {
                     networks: Some(vec![bollard::models::NetworkAttachmentConfig {
@@ -660,20 +658,16 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
-            },
-            previous_spec: None,
-            generation: 1,
-            update_status: None,
-            endpoint: crate::store::ServiceEndpoint {
-                ports: Vec::new(),
-                virtual_ips: vip
-                    .map(|v| crate::store::NetworkAddress {
-                        network_id: "n1".into(),
-                        address: v.parse().unwrap(),
-                    })
-                    .into_iter()
-                    .collect(),
-            },
+            };
+            let mut service = crate::store::state::test_service(id, spec);
+            service.endpoint.virtual_ips = vip
+                .map(|v| crate::store::NetworkAddress {
+                    network_id: "n1".into(),
+                    address: v.parse().unwrap(),
+                })
+                .into_iter()
+                .collect();
+            service
         };
         for s in [
             service("web", Some("w"), Some("10.0.1.2/24")),

@@ -781,6 +781,20 @@ pub fn test_node(id: &str) -> Object {
     })
 }
 
+/// A service `id` with `spec`, at generation 1, holding no ports or VIPs, for tests.
+#[cfg(test)]
+pub fn test_service(id: &str, spec: bollard::models::ServiceSpec) -> super::objects::Service {
+    super::objects::Service {
+        id: id.into(),
+        meta: Default::default(),
+        spec,
+        previous_spec: None,
+        generation: 1,
+        update_status: None,
+        endpoint: Default::default(),
+    }
+}
+
 /// A task `id` of service `service_id`, wanted running, on no node yet, attached to the
 /// networks `on` (network ID and address with prefix), for tests.
 #[cfg(test)]
@@ -962,25 +976,18 @@ mod tests {
     fn a_network_in_use_cannot_be_removed() {
         let mut state = ClusterState::default();
         state.insert(network("n1", "mynet", "10.0.1.0/24", 4097));
-        let mut service = Service {
-            id: "s1".into(),
-            meta: Default::default(),
-            spec: bollard::models::ServiceSpec {
-                name: Some("web".into()),
-                task_template: Some(bollard::models::TaskSpec {
-                    networks: Some(vec![bollard::models::NetworkAttachmentConfig {
-                        target: Some("n1".into()),
-                        ..Default::default()
-                    }]),
+        let spec = bollard::models::ServiceSpec {
+            name: Some("web".into()),
+            task_template: Some(bollard::models::TaskSpec {
+                networks: Some(vec![bollard::models::NetworkAttachmentConfig {
+                    target: Some("n1".into()),
                     ..Default::default()
-                }),
+                }]),
                 ..Default::default()
-            },
-            previous_spec: None,
-            generation: 1,
-            update_status: None,
-            endpoint: Default::default(),
+            }),
+            ..Default::default()
         };
+        let mut service = test_service("s1", spec);
         state.insert(Object::Service(service.clone()));
         let delete = Proposal::delete(ObjectKey {
             kind: Kind::Network,
