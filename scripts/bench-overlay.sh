@@ -232,15 +232,9 @@ ratio() {
   else awk -v a="$s" -v b="$k" 'BEGIN { printf "%.2f", a / b }'; fi
 }
 
-declare -A MED=()
 summary() {
-  local test path
-  for test in "${TESTS[@]}"; do
-    for path in "${PATHS[@]}"; do
-      # shellcheck disable=SC2086  # one word per figure
-      MED[$test $path]=$(median ${FIG[$test $path]})
-    done
-  done
+  local test
+  medians
   printf '\n%-26s %12s %12s %8s\n' "median of $RUNS, ${DURATION}s each" shoal 'kernel VXLAN' ratio
   for test in "${TESTS[@]}"; do
     printf '%-26s %12s %12s %8s\n' "${LABEL[$test]} (${UNIT[$test]})" \
