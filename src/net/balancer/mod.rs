@@ -38,21 +38,11 @@ use serde::Serialize;
 
 use crate::net::dns::Forwarder;
 use crate::net::event_thread::LoopThread;
-use crate::net::mesh::{DeviceOpener, DirectConfig, ProxyCounters};
+use crate::net::mesh::{DeviceOpener, DirectConfig, ProxyCounters, TapOpener};
 use crate::net::routes::{NetworkInfo, RouteTable};
-use crate::net::stack::{DeviceDrops, FrameFd, Stack};
+use crate::net::stack::{DeviceDrops, Stack};
 
 use event_loop::{Command, Looper};
-
-/// Opens the TAP named by [`NetworkInfo::balancer_tap_name`] (the plumbing makes it a port of
-/// the network's bridge); needs `CAP_NET_ADMIN`.
-pub struct BalancerTapOpener;
-
-impl DeviceOpener for BalancerTapOpener {
-    fn open(&self, network: &NetworkInfo) -> io::Result<FrameFd> {
-        FrameFd::open_tap(&network.balancer_tap_name(), network.mtu)
-    }
-}
 
 /// The VIP balancer of one node (see the module documentation).
 pub struct Balancer {
@@ -78,7 +68,8 @@ impl Balancer {
     /// the bridge and the overlay engine); it serves no network yet.
     pub fn start(resolv_conf: &Path, direct: Option<DirectConfig>) -> io::Result<Balancer> {
         let forwarder = Forwarder::from_resolv_conf(resolv_conf);
-        Balancer::launch(BalancerTapOpener, forwarder, direct)
+        let opener = TapOpener(NetworkInfo::balancer_tap_name);
+        Balancer::launch(opener, forwarder, direct)
     }
 
     /// Starts the balancer thread with `opener` providing each network's device, sending DNS

@@ -66,13 +66,14 @@ pub trait DeviceOpener: Send + Sync + 'static {
     fn open(&self, network: &NetworkInfo) -> io::Result<FrameFd>;
 }
 
-/// Opens the TAP named by [`NetworkInfo::stack_tap_name`] (the plumbing makes it a port of the
-/// network's bridge); needs `CAP_NET_ADMIN`.
-pub struct TapDeviceOpener;
+/// Opens the TAP the function names for a network (the mesh's
+/// [`NetworkInfo::stack_tap_name`], the balancer's [`NetworkInfo::balancer_tap_name`]; the
+/// plumbing makes it a port of the network's bridge); needs `CAP_NET_ADMIN`.
+pub struct TapOpener(pub fn(&NetworkInfo) -> String);
 
-impl DeviceOpener for TapDeviceOpener {
+impl DeviceOpener for TapOpener {
     fn open(&self, network: &NetworkInfo) -> io::Result<FrameFd> {
-        FrameFd::open_tap(&network.stack_tap_name(), network.mtu)
+        FrameFd::open_tap(&(self.0)(network), network.mtu)
     }
 }
 
@@ -90,7 +91,7 @@ pub struct Mesh {
 impl Mesh {
     /// Starts the mesh thread with TAP devices; nothing is published yet.
     pub fn start(config: MeshConfig) -> io::Result<Mesh> {
-        Mesh::start_with(config, TapDeviceOpener)
+        Mesh::start_with(config, TapOpener(NetworkInfo::stack_tap_name))
     }
 
     /// Starts the mesh thread with `opener` providing the stack's device.
