@@ -176,6 +176,7 @@ impl Balancer {
             dns_forwarded: load(&c.dns_forwarded),
             dns_failed: load(&c.dns_failed),
             device_read_failed: drops(|d| &d.read_failed),
+            device_write_queue_full: drops(|d| &d.write_queue_full),
             device_write_failed: drops(|d| &d.write_failed),
         }
     }
@@ -217,6 +218,8 @@ pub struct BalancerCounters {
     pub dns_failed: u64,
     /// Frames the stacks' devices could not read whole.
     pub device_read_failed: u64,
-    /// Frames the stacks' devices refused.
+    /// Frames dropped because the device's queue was full (TCP sends them again).
+    pub device_write_queue_full: u64,
+    /// Frames the stacks' devices refused otherwise (too large, or the device went away).
     pub device_write_failed: u64,
 }

@@ -160,6 +160,7 @@ impl Mesh {
             udp_dropped: load(&c.proxy.udp_dropped),
             bind_failures: load(&c.bind_failures),
             device_read_failed: drops.as_ref().map_or(0, |d| load(&d.read_failed)),
+            device_write_queue_full: drops.as_ref().map_or(0, |d| load(&d.write_queue_full)),
             device_write_failed: drops.as_ref().map_or(0, |d| load(&d.write_failed)),
         }
     }
@@ -215,6 +216,8 @@ pub struct MeshCounters {
     pub bind_failures: u64,
     /// Frames the stack's device could not read whole.
     pub device_read_failed: u64,
-    /// Frames the stack's device refused.
+    /// Frames dropped because the device's queue was full (TCP sends them again).
+    pub device_write_queue_full: u64,
+    /// Frames the stack's device refused otherwise (too large, or the device went away).
     pub device_write_failed: u64,
 }

@@ -59,8 +59,24 @@ impl FrameFd {
 pub struct DeviceDrops {
     /// Reads that failed other than by having nothing to read, or returned a cut frame.
     pub read_failed: AtomicU64,
-    /// Frames the device refused (its queue full, or it went away).
+    /// Frames dropped because the device's queue was full (TCP sends them again).
+    pub write_queue_full: AtomicU64,
+    /// Frames the device refused otherwise (too large for it, or it went away).
     pub write_failed: AtomicU64,
+}
+
+impl DeviceDrops {
+    /// Counts a write that failed with `error`.
+    fn count_write_error(&self, error: &io::Error) {
+        let counter = if error.kind() == io::ErrorKind::WouldBlock
+            || error.raw_os_error() == Some(libc::ENOBUFS)
+        {
+            &self.write_queue_full
+        } else {
+            &self.write_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Sends frames for other nodes' endpoints straight to them as VXLAN.
@@ -108,7 +124,7 @@ impl Outbox {
             // SAFETY: `frame` is valid for reads; the descriptor is the device's.
             let written = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
             if written < 0 {
-                drops.write_failed.fetch_add(1, Ordering::Relaxed);
+                drops.count_write_error(&io::Error::last_os_error());
             }
         }
     }
@@ -120,16 +136,14 @@ impl Outbox {
         }
         let len = std::mem::take(&mut self.run_len);
         let to = SockAddr::from(self.peer);
-        if udp::send_run(
+        if let Err(error) = udp::send_run(
             socket,
             &mut self.gso,
             &self.run[..len],
             self.segment_len,
             &to,
-        )
-        .is_err()
-        {
-            drops.write_failed.fetch_add(1, Ordering::Relaxed);
+        ) {
+            drops.count_write_error(&error);
         }
     }
 
@@ -443,7 +457,7 @@ impl phy::TxToken for TxToken<'_> {
             unsafe { libc::writev(self.fd, parts.as_ptr().cast(), parts.len() as libc::c_int) };
         if written < 0 {
             // TCP retransmits what is lost here; a full queue is no reason to block the stack.
-            self.drops.write_failed.fetch_add(1, Ordering::Relaxed);
+            self.drops.count_write_error(&io::Error::last_os_error());
         }
         result
     }
