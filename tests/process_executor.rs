@@ -15,6 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use shoal::exec::{
     ExecError, Executor, ExitStatus, LogLine, LogOptions, LogStream, ProcessExecutor, TaskRunState,
+    TaskStart,
 };
 use shoal::net::plumb::{Attachment, NetnsFile, Plumber};
 use shoal::net::routes::NetworkInfo;
@@ -48,7 +49,10 @@ impl Fixture {
     async fn start(&self, id: &str, spec: TaskSpecContainerSpec) {
         patient(
             "start",
-            self.exec.start(id, &spec, "default-host", None, &[]),
+            self.exec.start(&TaskStart {
+                default_hostname: "default-host",
+                ..TaskStart::new(id, &spec)
+            }),
         )
         .await
         .unwrap();
@@ -400,7 +404,7 @@ async fn remove_kills_and_deletes_and_ids_are_unique() {
     f.start("doomed", spec("sleep", &["1008.25"])).await;
     let again = f
         .exec
-        .start("doomed", &spec("true", &[]), "h", None, &[])
+        .start(&TaskStart::new("doomed", &spec("true", &[])))
         .await;
     assert!(
         matches!(again, Err(ExecError::AlreadyExists(_))),

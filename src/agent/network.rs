@@ -143,15 +143,21 @@ impl NodeNetwork {
         Ok(())
     }
 
+    /// Whether `task` gets network interfaces here: it is on networks, and this node runs the
+    /// data plane.
+    pub fn carries(&self, task: &Task) -> bool {
+        !task.networks.is_empty() && self.data_plane
+    }
+
     /// Makes `task`'s network namespace, attached to each of its networks (`networks` says what
-    /// they are), for the task to start in; `None` if the task is on no network or this node
-    /// runs no data plane.
+    /// they are), for the task to start in; `None` if this node does not [carry](Self::carries)
+    /// the task.
     pub async fn prepare(
         &self,
         task: &Task,
         networks: &[NetworkInfo],
     ) -> anyhow::Result<Option<PathBuf>> {
-        if task.networks.is_empty() || !self.data_plane {
+        if !self.carries(task) {
             return Ok(None);
         }
         std::fs::create_dir_all(&self.netns_dir)?;
@@ -161,18 +167,20 @@ impl NodeNetwork {
         NetnsFile::create(&path).map_err(|e| {
             anyhow::anyhow!("creating the network namespace of task {}: {e}", task.id)
         })?;
-        let attached = self.attach_all(&path, task, networks).await;
+        let attached = self.attach(task, networks, &path).await;
         if attached.is_err() {
             let _ = NetnsFile::remove(&path);
         }
         attached.map(|()| Some(path))
     }
 
-    async fn attach_all(
+    /// Attaches `task`'s namespace at `netns` (one [prepared](Self::prepare) for it, or a running
+    /// container's, made by its engine) to each of its networks.
+    pub async fn attach(
         &self,
-        netns: &Path,
         task: &Task,
         networks: &[NetworkInfo],
+        netns: &Path,
     ) -> anyhow::Result<()> {
         // One plumbing job at a time on this node: tasks starting together would otherwise race
         // to make (and tidy) the same bridge.

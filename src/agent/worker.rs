@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::NodeNetwork;
 use super::host_ports::Published;
-use crate::exec::{Executor, ExitStatus, TaskRunState};
+use crate::exec::{Executor, ExitStatus, TaskRunState, TaskStart};
 use crate::rpc::proto::{Assignment, StatusReport};
 use crate::store::objects::timestamp;
 
@@ -129,32 +129,7 @@ impl Worker {
                 &task.id,
                 status(TaskState::PREPARING, "preparing", None, None),
             );
-            let spec = task.spec.container_spec.clone().unwrap_or_default();
-            let hostname = task.id.get(..12).unwrap_or(&task.id).to_string();
-            let netns = match self.network.prepare(task, &assignment.networks).await {
-                Ok(netns) => netns,
-                Err(e) => {
-                    let err = format!("{e:#}");
-                    return self.report(
-                        &task.id,
-                        status(TaskState::REJECTED, "preparing", Some(err), None),
-                    );
-                }
-            };
-            // The embedded DNS is reachable only from a namespace on the overlays.
-            let nameservers = match netns {
-                Some(_) => nameservers(&assignment),
-                None => Vec::new(),
-            };
-            let started = self
-                .executor
-                .start(&task.id, &spec, &hostname, netns.as_deref(), &nameservers)
-                .await;
-            if let Some(netns) = &netns {
-                self.network.started(netns);
-            }
-            if let Err(e) = started {
-                let err = e.to_string();
+            if let Err(err) = self.start(&assignment).await {
                 return self.report(
                     &task.id,
                     status(TaskState::REJECTED, "preparing", Some(err), None),
@@ -185,6 +160,61 @@ impl Worker {
         host_ports.close().await;
         let stopping = self.lock().get(&task.id).is_some_and(|l| l.stopping);
         self.report(&task.id, final_status(ended, stopping));
+    }
+
+    /// Starts a task on its networks: in a namespace prepared for it or, where the executor's
+    /// engine makes the namespace, in the task's own once it runs. Says why it could not.
+    async fn start(&self, assignment: &Assignment) -> Result<(), String> {
+        let task = &assignment.task;
+        let spec = task.spec.container_spec.clone().unwrap_or_default();
+        let on_overlays = self.network.carries(task);
+        // The embedded DNS is reachable only from a namespace on the overlays.
+        let nameservers = match on_overlays {
+            true => nameservers(assignment),
+            false => Vec::new(),
+        };
+        let after_start = self.executor.attaches_after_start();
+        let netns = match after_start {
+            true => None,
+            false => (self.network.prepare(task, &assignment.networks).await)
+                .map_err(|e| format!("{e:#}"))?,
+        };
+        let name = format!("{}.{}", task.name(&assignment.service_name), task.id);
+        let resources = task.spec.resources.as_ref();
+        let start = TaskStart {
+            task_id: &task.id,
+            name: &name,
+            service_id: &task.service_id,
+            service_name: &assignment.service_name,
+            spec: &spec,
+            limits: resources.and_then(|r| r.limits.as_ref()),
+            default_hostname: task.id.get(..12).unwrap_or(&task.id),
+            netns: netns.as_deref(),
+            nameservers: &nameservers,
+        };
+        let started = self.executor.start(&start).await;
+        if let Some(netns) = &netns {
+            self.network.started(netns);
+        }
+        started.map_err(|e| e.to_string())?;
+        if !(after_start && on_overlays) {
+            return Ok(());
+        }
+        // A task that has already ended has no namespace left: `wait` says how it ended.
+        let Some(netns) = self.executor.netns_path(&task.id).await else {
+            return Ok(());
+        };
+        let attached = self
+            .network
+            .attach(task, &assignment.networks, &netns)
+            .await;
+        if let Err(e) = attached {
+            if let Err(removing) = self.executor.remove(&task.id).await {
+                tracing::warn!(task = %task.id, "cannot remove a task left off its networks: {removing}");
+            }
+            return Err(format!("{e:#}"));
+        }
+        Ok(())
     }
 
     /// Stops a task the orchestrator no longer wants running.

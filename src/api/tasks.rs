@@ -88,15 +88,12 @@ fn matches(state: &ClusterState, task: &Task, filters: &Filters) -> bool {
 
 /// Docker's task name: `<service>.<slot>` or, for a global service, `<service>.<node ID>`.
 pub(super) fn task_name(state: &ClusterState, task: &Task) -> String {
-    let service = state
-        .services
-        .get(&task.service_id)
-        .and_then(|s| s.spec.name.clone())
-        .unwrap_or_default();
-    match task.slot {
-        0 => format!("{service}.{}", task.node_id.as_deref().unwrap_or_default()),
-        slot => format!("{service}.{slot}"),
-    }
+    let service = state.services.get(&task.service_id);
+    task.name(
+        service
+            .and_then(|s| s.spec.name.as_deref())
+            .unwrap_or_default(),
+    )
 }
 
 /// Finds a task by ID or unique ID prefix, as docker does.

@@ -296,13 +296,14 @@ pub(super) fn node_from(host: &Host, membership: Membership) -> anyhow::Result<A
         host.data_dir.join("netns"),
         host.data_plane,
     );
+    let executor = host.executor.for_node(&membership.node_id);
     Ok(Arc::new(SwarmNode {
         node_id: membership.node_id,
         advertise_ip: membership.advertise_ip,
         advertise_port: membership.advertise_port,
         listen_addr: Mutex::new(membership.listen_addr),
         data_dir: host.data_dir.clone(),
-        executor: host.executor.clone(),
+        executor,
         tls,
         manager: RwLock::new(None),
         managers: Mutex::new(membership.managers),

@@ -4,7 +4,9 @@
 //! embedded default, which needs no container engine: a task is a host program running in its
 //! own PID, network, UTS and mount namespaces, supervised by a per-task shim process
 //! (`shoal shim`, see [`shim`]) so that tasks and their exit codes outlive a daemon restart.
+//! [`DockerExecutor`] runs each task as a container of a Docker engine.
 
+pub mod docker;
 pub mod launch;
 pub mod logs;
 pub mod mounts;
@@ -17,13 +19,15 @@ pub mod volumes;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bollard::models::TaskSpecContainerSpec;
+use bollard::models::{Limit, TaskSpecContainerSpec};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+pub use docker::DockerExecutor;
 pub use launch::LaunchSpec;
 pub use logs::{LogLine, LogOptions, LogStream};
 pub use process::ProcessExecutor;
@@ -35,21 +39,21 @@ pub use volumes::Volume;
 /// The futures are boxed so the daemon can hold whichever executor it picked at start-up as a
 /// `dyn Executor`.
 pub trait Executor: Send + Sync {
-    /// Starts the task described by a service's container spec; `default_hostname` is used when
-    /// the spec names none. `netns` is a prepared network namespace to run the task in (a bind
-    /// mounted namespace file, see [`crate::net::plumb::NetnsFile`], already attached to the task's
-    /// networks, so the network is ready before the program starts); `None` gives the task a
-    /// fresh one with only `lo`. `nameservers` are the embedded DNS addresses the task's
-    /// `/etc/resolv.conf` names (see [`resolv`]); none keeps the host's file. Returns once the
-    /// task runs (or has already failed to: see [`Executor::status`]).
-    fn start<'a>(
-        &'a self,
-        task_id: &'a str,
-        spec: &'a TaskSpecContainerSpec,
-        default_hostname: &'a str,
-        netns: Option<&'a Path>,
-        nameservers: &'a [IpAddr],
-    ) -> BoxFuture<'a, Result<(), ExecError>>;
+    /// The executor for the tasks of the swarm node `node_id`: the tasks it starts carry that
+    /// node's ID, and [`Executor::list`] gives only those, so nodes sharing one engine (lab hosts
+    /// on one Docker) keep to their own.
+    fn for_node(&self, node_id: &str) -> Arc<dyn Executor>;
+
+    /// Whether the agent attaches a task to its networks only once it runs, in the namespace
+    /// [`Executor::netns_path`] gives (a container engine makes the namespace itself), rather
+    /// than preparing a namespace for [`TaskStart::netns`].
+    fn attaches_after_start(&self) -> bool {
+        false
+    }
+
+    /// Starts a task; returns once it runs (or has already failed to: see
+    /// [`Executor::status`]).
+    fn start<'a>(&'a self, task: &'a TaskStart<'a>) -> BoxFuture<'a, Result<(), ExecError>>;
 
     /// Where the task is in its life, as far as this node can tell now.
     fn status<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, TaskRunState>;
@@ -105,6 +109,52 @@ pub trait Executor: Send + Sync {
 
     /// Removes every named volume no task mounts; returns their names and the bytes freed.
     fn prune_volumes(&self) -> BoxFuture<'_, Result<(Vec<String>, u64), ExecError>>;
+}
+
+/// A task to start, as the agent describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskStart<'a> {
+    /// The task's ID, by which every other call names it.
+    pub task_id: &'a str,
+    /// Docker's name for the task: `<service>.<slot>.<task id>` (the node's ID in place of the
+    /// slot for a global service's).
+    pub name: &'a str,
+    /// Its service's ID.
+    pub service_id: &'a str,
+    /// Its service's name.
+    pub service_name: &'a str,
+    /// What to run.
+    pub spec: &'a TaskSpecContainerSpec,
+    /// The resource limits of the task's spec.
+    pub limits: Option<&'a Limit>,
+    /// The hostname when the spec names none.
+    pub default_hostname: &'a str,
+    /// A prepared network namespace to run the task in (a bind mounted namespace file, see
+    /// [`crate::net::plumb::NetnsFile`], already attached to the task's networks, so the
+    /// network is ready before the program starts); `None` gives the task a fresh one with only
+    /// `lo`. Always `None` for an executor that [attaches after start](Executor::attaches_after_start).
+    pub netns: Option<&'a Path>,
+    /// The embedded DNS addresses the task's `/etc/resolv.conf` names (see [`resolv`]); none
+    /// keeps the host's file.
+    pub nameservers: &'a [IpAddr],
+}
+
+impl<'a> TaskStart<'a> {
+    /// A task of no service in particular, named by its ID, with no limits, namespace or
+    /// nameservers, whose hostname defaults to its ID.
+    pub fn new(task_id: &'a str, spec: &'a TaskSpecContainerSpec) -> TaskStart<'a> {
+        TaskStart {
+            task_id,
+            name: task_id,
+            service_id: "",
+            service_name: "",
+            spec,
+            limits: None,
+            default_hostname: task_id,
+            netns: None,
+            nameservers: &[],
+        }
+    }
 }
 
 /// Where a task is in its life.
@@ -191,6 +241,17 @@ pub enum ExecError {
         /// How long was waited after SIGKILL.
         waited: Duration,
     },
+    /// The container engine refused, in its own words (docker's "No such image: ...").
+    #[error("{message}")]
+    Engine {
+        /// The engine's HTTP status (404 for something missing, 409 for a conflict).
+        status: u16,
+        /// What the engine said.
+        message: String,
+    },
+    /// The container engine could not be reached or answered nonsense.
+    #[error("the Docker engine: {0}")]
+    EngineUnreachable(String),
     /// A file operation on the task's state failed.
     #[error("{context}: {source}")]
     Io {

@@ -15,9 +15,9 @@ use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bollard::models::TaskSpecContainerSpec;
 use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
@@ -27,7 +27,7 @@ use super::mounts::{self, Source, TaskMount};
 use super::resolv;
 use super::taskdir::{ProcessId, Started, TaskDir, write_json};
 use super::volumes::{self, Volume};
-use super::{ExecError, Executor, ExitStatus, LaunchSpec, TaskRunState};
+use super::{ExecError, Executor, ExitStatus, LaunchSpec, TaskRunState, TaskStart};
 use crate::fsutil::write_atomic;
 
 /// A task with no `started.json` this long after its directory was made never got a shim
@@ -325,23 +325,21 @@ async fn wait_dir(dir: &TaskDir, task_id: &str) -> Result<ExitStatus, ExecError>
 }
 
 impl Executor for ProcessExecutor {
-    fn start<'a>(
-        &'a self,
-        task_id: &'a str,
-        spec: &'a TaskSpecContainerSpec,
-        default_hostname: &'a str,
-        netns: Option<&'a Path>,
-        nameservers: &'a [IpAddr],
-    ) -> BoxFuture<'a, Result<(), ExecError>> {
+    fn for_node(&self, _node_id: &str) -> Arc<dyn Executor> {
+        // The executor's directory is the node's own (one daemon, one data directory).
+        Arc::new(self.clone())
+    }
+
+    fn start<'a>(&'a self, task: &'a TaskStart<'a>) -> BoxFuture<'a, Result<(), ExecError>> {
         Box::pin(async move {
-            let dir = self.task_dir(task_id)?;
-            let mounts = spec.mounts.as_deref().unwrap_or_default();
+            let dir = self.task_dir(task.task_id)?;
+            let mounts = task.spec.mounts.as_deref().unwrap_or_default();
             let launch = LaunchSpec {
-                netns: netns.map(Path::to_path_buf),
+                netns: task.netns.map(Path::to_path_buf),
                 mounts: mounts::plan(mounts, &self.volumes, dir.path())?,
-                ..LaunchSpec::from_container_spec(spec, default_hostname)?
+                ..LaunchSpec::from_container_spec(task.spec, task.default_hostname)?
             };
-            self.launch(task_id, &launch, nameservers).await
+            self.launch(task.task_id, &launch, task.nameservers).await
         })
     }
 

@@ -253,6 +253,18 @@ impl Network {
 }
 
 impl Task {
+    /// Docker's name for the task, given its service's: `<service>.<slot>` or, for a global
+    /// service's, `<service>.<node ID>`.
+    pub fn name(&self, service_name: &str) -> String {
+        match self.slot {
+            0 => format!(
+                "{service_name}.{}",
+                self.node_id.as_deref().unwrap_or_default()
+            ),
+            slot => format!("{service_name}.{slot}"),
+        }
+    }
+
     /// The task's observed state.
     pub fn state(&self) -> TaskState {
         self.status.state.unwrap_or(TaskState::NEW)
