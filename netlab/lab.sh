@@ -177,8 +177,10 @@ host_dir() {
 # Drop zombies and gone pids from a list on stdin.
 live_pids() {
   local pid
+  # Alive while any of its threads is not a zombie: a killed process keeps its
+  # files (a daemon's listening socket) until its last thread has exited.
   while read -r pid; do
-    [[ $(ps -o stat= -p "$pid" 2>/dev/null) == [!Z]* ]] && echo "$pid"
+    ps -L -o stat= -p "$pid" 2>/dev/null | grep -q '^[^Z]' && echo "$pid"
   done
   return 0
 }
@@ -222,8 +224,12 @@ cmd_start() {
   if pid=$(daemon_pid "$dir" "$ns"); then die "h$i: daemon already running (pid $pid)"; fi
   local sock=$dir/shoal.sock
   ((${#sock} < 100)) || die "socket path too long for a unix socket: $sock"
+  # The process executor unless the caller names one: a Docker engine the
+  # machine happens to run is never picked up by `auto`.
+  local executor=(--executor process)
+  [[ " $* " != *" --executor "* ]] || executor=()
   local argv=("$bin" daemon --socket "$sock" --data-dir "$dir/data" --hostname "h$i"
-    --executor process "$@")
+    "${executor[@]}" "$@")
   echo "=== $(date -Is) lab.sh start h$i: ${argv[*]}" >>"$dir/daemon.log"
   # setsid: the daemon gets its own session, so it outlives this script and a
   # Ctrl-C in the caller's terminal. No fork happens, so $! is the daemon.

@@ -3,7 +3,7 @@
 # (run as root):
 #
 #   scripts/engine.sh start    install Debian's docker.io where dockerd is
-#                              missing, start an engine at $ENGINE_SOCK unless
+#                              missing (scripts/setup.sh), start an engine at $ENGINE_SOCK unless
 #                              one answers there, import the test image
 #   scripts/engine.sh image    (re)build the test image $ENGINE_IMAGE
 #   scripts/engine.sh stop     stop the engine this script started
@@ -29,23 +29,12 @@ die() { echo "engine.sh: $*" >&2; exit 1; }
 engine() { docker -H "unix://$ENGINE_SOCK" "$@"; }
 answers() { engine version >/dev/null 2>&1; }
 
-# Debian 12's docker.io brings dockerd, containerd and runc (and a client).
-# Its package scripts would start the machine's own engine: a policy-rc.d that
-# says 101 keeps them from starting anything while it installs.
+# Debian 12's docker.io brings dockerd, containerd and runc; scripts/setup.sh
+# installs it with the rest (and keeps its package scripts from starting the
+# machine's own engine).
 install_engine() {
-  command -v dockerd >/dev/null 2>&1 && return 0
-  echo "engine.sh: installing docker.io"
-  local policy=/usr/sbin/policy-rc.d own=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n# scripts/engine.sh: no service starts while it installs\nexit 101\n' >"$policy"
-    chmod 0755 "$policy"
-    own=1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    docker.io >/dev/null || { ((own)) && rm -f "$policy"; die "cannot install docker.io"; }
-  ((own)) && rm -f "$policy"
-  command -v dockerd >/dev/null 2>&1 || die "docker.io installed no dockerd"
+  command -v dockerd >/dev/null 2>&1 || scripts/setup.sh --no-build
+  command -v dockerd >/dev/null 2>&1 || die "no dockerd after scripts/setup.sh"
 }
 
 start_engine() {

@@ -17,6 +17,9 @@ declare -A PKG_FOR=(
   # scripts/bench-mesh.sh: an HTTP/1.1 keep-alive backend, a load generator and
   # the reference proxy; tests/lab/mesh.sh: a UDP echo backend
   [nginx]=nginx [wrk]=wrk [haproxy]=haproxy [socat]=socat
+  # the docker CLI the lab tests drive shoal with; the engine (dockerd,
+  # containerd, runc) for the docker executor's (scripts/engine.sh starts one)
+  [docker]=docker.io [dockerd]=docker.io
 )
 
 missing_packages() {
@@ -26,23 +29,9 @@ missing_packages() {
   done | sort -u
 }
 
-# Debian 12 has no client-only docker package (docker-cli exists only from
-# Debian 13 on). Installing docker.io would also install and start dockerd,
-# which creates bridges and iptables rules in the root namespace. So take just
-# the client binary out of the docker.io package.
-install_docker_client() {
-  local tmp
-  tmp=$(mktemp -d)
-  chown _apt "$tmp" 2>/dev/null || true   # let apt download without a warning
-  (cd "$tmp" && apt-get download -qq docker.io)
-  dpkg-deb -x "$tmp"/docker.io_*.deb "$tmp/x"
-  install -m 0755 "$tmp/x/usr/bin/docker" /usr/local/bin/docker
-  rm -rf "$tmp"
-  echo "setup: installed docker client $(docker --version)"
-}
-
-# nginx and haproxy are programs for the lab here, never services of the machine:
-# their packages would start them in the root namespace (nginx on port 80). A
+# nginx, haproxy and dockerd are programs for the lab here, never services of
+# the machine: their packages would start them in the root namespace (nginx on
+# port 80, dockerd with its bridge and iptables rules). A
 # policy-rc.d that says 101 keeps invoke-rc.d (and so the packages' scripts)
 # from starting anything while they install; one that was there is kept.
 POLICY=/usr/sbin/policy-rc.d
@@ -73,18 +62,15 @@ main() {
   fi
   local pkgs
   mapfile -t pkgs < <(missing_packages)
-  if ((${#pkgs[@]})) || ! command -v docker >/dev/null 2>&1; then
+  if ((${#pkgs[@]})); then
     echo "setup: apt-get update"
     apt-get update -qq
-  fi
-  if ((${#pkgs[@]})); then
     echo "setup: installing ${pkgs[*]}"
     no_service_starts
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       "${pkgs[@]}" >/dev/null
     allow_service_starts
   fi
-  command -v docker >/dev/null 2>&1 || install_docker_client
 
   ((build)) || return 0
   echo "setup: cargo build --release --locked"

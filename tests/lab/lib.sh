@@ -11,6 +11,7 @@
 #   require CHECK...      abort the test file if the check fails
 #
 # Output (stdout and stderr) of the last CMD is in $OUT, its status in $RC.
+# A test file may define lab_cleanup, run before the lab is torn down.
 # Each test file gets its own lab LAB=shoal-t<pid>; it is torn down on every
 # exit path (success, failure, abort, SIGTERM/SIGINT/SIGHUP) and the file
 # ends with "<name>: N passed, N failed", which scripts/test.sh adds up.
@@ -100,11 +101,12 @@ lab_setup() {
   require check "lab up $1" lab up "$1"
 }
 
-# lab_swarm N: daemons on h1..hN, a swarm of h1 (its manager) and the others
-# (workers), every node Ready; aborts the test file otherwise.
+# lab_swarm N [DAEMON ARGS...]: daemons on h1..hN (given the args), a swarm of
+# h1 (its manager) and the others (workers), every node Ready; aborts the test
+# file otherwise.
 lab_swarm() {
   local n=$1 i token
-  for i in $(seq 1 "$n"); do require check "daemon starts in h$i" lab start "$i"; done
+  for i in $(seq 1 "$n"); do require check "daemon starts in h$i" lab start "$i" "${@:2}"; done
   require check "swarm init on h1" docker_on 1 swarm init --advertise-addr "$(lab addr 1)"
   token=$(docker_on 1 swarm join-token -q worker) || token=none
   for i in $(seq 2 "$n"); do
@@ -160,6 +162,8 @@ _finish() {
   trap - EXIT INT TERM HUP
   ((rc == 0 || FAILED > 0)) || fail "$TEST_NAME stopped early (exit status $rc)"
   ((FAILED == 0)) || _show_logs
+  # A test file's own clean-up (what lives outside the lab's namespaces).
+  if declare -F lab_cleanup >/dev/null; then lab_cleanup || fail "lab_cleanup"; fi
   lab down >/dev/null 2>&1 || fail "lab down" "$(lab down 2>&1)"
   rm -rf "$DOCKER_CONFIG"
   echo "$TEST_NAME: $PASSED passed, $FAILED failed"
