@@ -3,15 +3,25 @@
 # three workers), start a daemon on each host, form the swarm and deploy the
 # example stack with the stock docker CLI. The lab is left running for you to
 # explore unless --down is given.
+#
+# Tasks run on the embedded process executor; with --docker they run as
+# containers of a Docker engine all four hosts share (scripts/engine.sh starts
+# one, off the machine's network, and imports a static busybox, tagged
+# busybox:latest here so that the example's image is found).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LAB=${LAB:-shoal}
 
-case ${1:-} in
-  --down) DOWN=true ;;
-  "") DOWN=false ;;
-  *) echo "usage: $0 [--down]" >&2; exit 2 ;;
-esac
+DOWN=false
+EXECUTOR=(--executor process)
+for arg in "$@"; do
+  case $arg in
+    --down) DOWN=true ;;
+    --docker) EXECUTOR=(--executor docker --docker-host "$(scripts/engine.sh host)") ;;
+    *) echo "usage: $0 [--down] [--docker]" >&2; exit 2 ;;
+  esac
+done
+docker_executor() { [[ ${EXECUTOR[1]} == docker ]]; }
 
 lab() { netlab/lab.sh "$@"; }
 # dk I ARGS...: the docker CLI against host I's daemon, echoing the command.
@@ -24,21 +34,37 @@ dk() {
 # The indented lines under " Swarm:" in `docker info`.
 swarm_section() { awk '/^ Swarm:/ {p = 1; print; next} p && /^  / {print; next} {p = 0}'; }
 
+# The engine's containers of this lab's nodes (they live outside its namespaces).
+remove_containers() {
+  local engine id
+  engine=$(scripts/engine.sh host)
+  for id in "${NODE_IDS[@]}"; do
+    docker -H "$engine" ps -aq --filter "label=com.docker.swarm.node.id=$id" |
+      xargs -r docker -H "$engine" rm -f -v >/dev/null
+  done
+}
+
 # Tear the lab down when asked to, or when the demo fails half-way.
 finish() {
   local rc=$?
   if $DOWN || ((rc != 0)); then
     ((rc == 0)) || echo "demo failed (status $rc); tearing the lab down" >&2
+    ! docker_executor || remove_containers
     lab down
   fi
 }
 
 scripts/setup.sh
 lab down >/dev/null          # a previous demo's lab, if any
+if docker_executor; then
+  scripts/engine.sh start
+  docker -H "$(scripts/engine.sh host)" tag shoal-busybox:latest busybox:latest
+fi
+NODE_IDS=()
 trap finish EXIT
 HOSTS=4
 lab up "$HOSTS"
-for i in $(seq 1 "$HOSTS"); do lab start "$i"; done
+for i in $(seq 1 "$HOSTS"); do lab start "$i" "${EXECUTOR[@]}"; done
 SOCK=$(lab sock 1)
 ADDR=$(lab addr 1)
 
@@ -49,9 +75,10 @@ for i in $(seq 2 "$HOSTS"); do
 done
 dk 1 node ls
 dk 1 info | swarm_section
+mapfile -t NODE_IDS < <(docker -H "unix://$SOCK" node ls -q)
 
 # The seed's scenario: a stack from a compose file. examples/shop is the WordPress stack in
-# miniature for the embedded process executor (the image names a program on the host): a
+# miniature, from busybox (on the process executor the image names a program on the host): a
 # `db` service and two `web` replicas published on 8080, each page quoting what the web
 # task fetched from db:3306, found by name through the embedded DNS.
 dk 1 stack deploy -c examples/shop/docker-compose.yml shop
@@ -63,6 +90,11 @@ done
 dk 1 stack services shop
 dk 1 stack ps shop
 dk 1 network inspect shop_default --format '{{range .Peers}}{{.Name}} {{.IP}}{{println}}{{end}}'
+if docker_executor; then
+  echo "\$ docker -H $(scripts/engine.sh host) ps --filter label=com.docker.swarm.service.name" >&2
+  docker -H "$(scripts/engine.sh host)" ps --filter label=com.docker.swarm.service.name \
+    --format 'table {{.Names}}\t{{.Image}}\t{{.Status}}\t{{.Label "com.docker.swarm.node.id"}}'
+fi
 
 # The routing mesh: 8080 answers on every node's address, each request forwarded to a web
 # task on whichever node runs it; the web task asks db by name over the overlay.
@@ -97,5 +129,5 @@ printf '  %-58s # %s\n' \
   "docker -H unix://$SOCK node ls" "the stock docker CLI" \
   "${prefix}netlab/lab.sh exec 1 ip addr" "a command inside h1" \
   "${prefix}netlab/lab.sh exec cl curl -s $ADDR:8080" "the shop's page, from the client" \
-  "docker -H unix://$SOCK stack rm shop" "remove the stack" \
+  "docker -H unix://$SOCK stack rm shop" "remove the stack (first, on --docker)" \
   "${prefix}netlab/lab.sh down" "tear the lab down"
