@@ -83,8 +83,13 @@ mapfile -t NODE_IDS < <(docker -H "unix://$SOCK" node ls -q)
 # task fetched from db:3306, found by name through the embedded DNS.
 dk 1 stack deploy -c examples/shop/docker-compose.yml shop
 running() { docker -H "unix://$SOCK" service ps "$1" -q --filter desired-state=running; }
-for _ in $(seq 100); do
-  (($(running shop_web | wc -l) == 2)) && (($(running shop_db | wc -l) == 1)) && break
+# How many of its tasks have started.
+started() {
+  docker -H "unix://$SOCK" service ps "$1" --filter desired-state=running \
+    --format '{{.CurrentState}}' | grep -c '^Running' || true
+}
+for _ in $(seq 150); do
+  (($(started shop_web) == 2)) && (($(started shop_db) == 1)) && break
   sleep 0.2
 done
 dk 1 stack services shop
@@ -93,7 +98,7 @@ dk 1 network inspect shop_default --format '{{range .Peers}}{{.Name}} {{.IP}}{{p
 if docker_executor; then
   echo "\$ docker -H $(scripts/engine.sh host) ps --filter label=com.docker.swarm.service.name" >&2
   docker -H "$(scripts/engine.sh host)" ps --filter label=com.docker.swarm.service.name \
-    --format 'table {{.Names}}\t{{.Image}}\t{{.Status}}\t{{.Label "com.docker.swarm.node.id"}}'
+    --format '{{.Names}}  {{.Image}}  {{.Status}}  node {{.Label "com.docker.swarm.node.id"}}'
 fi
 
 # The routing mesh: 8080 answers on every node's address, each request forwarded to a web
