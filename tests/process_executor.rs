@@ -73,6 +73,22 @@ impl Fixture {
     }
 }
 
+/// Task `id` running `spec`, in the prepared namespace `netns` if any, its resolv.conf naming
+/// `nameservers`.
+fn task<'a>(
+    id: &'a str,
+    spec: &'a TaskSpecContainerSpec,
+    netns: Option<&'a Path>,
+    nameservers: &'a [IpAddr],
+) -> TaskStart<'a> {
+    TaskStart {
+        default_hostname: "h",
+        netns,
+        nameservers,
+        ..TaskStart::new(id, spec)
+    }
+}
+
 /// A new executor on `root`, as a restarted daemon would make one.
 fn executor(root: &Path) -> ProcessExecutor {
     ProcessExecutor::with_shim(root.into(), env!("CARGO_BIN_EXE_shoal").into()).unwrap()
@@ -423,7 +439,7 @@ async fn remove_kills_and_deletes_and_ids_are_unique() {
     ));
     assert!(matches!(
         f.exec
-            .start("../escape", &spec("true", &[]), "h", None, &[])
+            .start(&task("../escape", &spec("true", &[]), None, &[]))
             .await,
         Err(ExecError::InvalidTaskId(_))
     ));
@@ -434,7 +450,7 @@ async fn a_shim_that_cannot_run_fails_the_start_and_leaves_no_task() {
     let f = Fixture::new();
     let exec = ProcessExecutor::with_shim(f.root.path().into(), "/no/such/shoal".into()).unwrap();
     let err = exec
-        .start("nostart", &spec("true", &[]), "h", None, &[])
+        .start(&task("nostart", &spec("true", &[]), None, &[]))
         .await
         .unwrap_err();
     assert!(matches!(err, ExecError::Shim { .. }), "{err:?}");
@@ -501,7 +517,7 @@ fn a_task_runs_in_its_prepared_network_namespace() {
                       ip -o -4 addr show dev eth0; ip -4 route show default";
         patient(
             "start",
-            exec.start("prepared", &sh(script), "h", Some(ns.path()), &[]),
+            exec.start(&task("prepared", &sh(script), Some(ns.path()), &[])),
         )
         .await
         .unwrap();
@@ -521,13 +537,12 @@ fn a_task_runs_in_its_prepared_network_namespace() {
         let other = NetnsFile::create(&scratch.join("shoalp-other")).unwrap();
         patient(
             "start",
-            exec.start(
+            exec.start(&task(
                 "sleeper",
                 &spec("sleep", &["1009.25"]),
-                "h",
                 Some(ns.path()),
                 &[],
-            ),
+            )),
         )
         .await
         .unwrap();
@@ -593,7 +608,7 @@ async fn volumes_bind_mounts_tmpfs_and_resolv_conf_are_the_tasks_own() {
                   echo fresh > MNT/tmp/file && stat -f -c %T MNT/tmp && stat -c %a MNT/tmp";
     patient(
         "start",
-        exec.start("writer", &with_mounts(script), "h", None, &gateways),
+        exec.start(&task("writer", &with_mounts(script), None, &gateways)),
     )
     .await
     .unwrap();
@@ -632,7 +647,7 @@ async fn volumes_bind_mounts_tmpfs_and_resolv_conf_are_the_tasks_own() {
     assert!(!anonymous.exists());
     let (status, logs) = {
         let reader = with_mounts("cat MNT/vol/file; ls MNT/anon | wc -l; cat /etc/resolv.conf");
-        patient("start", exec.start("reader", &reader, "h", None, &[]))
+        patient("start", exec.start(&task("reader", &reader, None, &[])))
             .await
             .unwrap();
         let status = patient("wait", exec.wait("reader")).await.unwrap();
@@ -665,7 +680,7 @@ async fn a_mount_that_cannot_be_made_fails_the_task_and_says_why() {
     };
     let err = f
         .exec
-        .start("unmade", &unmade, "h", None, &[])
+        .start(&task("unmade", &unmade, None, &[]))
         .await
         .unwrap_err();
     assert_eq!(

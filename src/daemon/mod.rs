@@ -213,3 +213,46 @@ async fn shutdown_signal() {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    }
+
+    fn args(extra: &[&str], data_dir: &Path) -> DaemonArgs {
+        let dead = data_dir.join("no-engine.sock");
+        let mut argv = vec![
+            "shoal".to_string(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--docker-host".into(),
+            format!("unix://{}", dead.display()),
+        ];
+        argv.extend(extra.iter().map(|a| a.to_string()));
+        Command::parse_from(argv).daemon
+    }
+
+    #[tokio::test]
+    async fn auto_settles_for_processes_without_an_engine_and_docker_insists_on_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let auto = choose_executor(&args(&[], dir.path())).await.unwrap();
+        assert!(
+            !auto.attaches_after_start(),
+            "the process executor prepares namespaces"
+        );
+        let Err(e) = choose_executor(&args(&["--executor", "docker"], dir.path())).await else {
+            panic!("no engine answers, so no docker executor");
+        };
+        assert!(
+            e.to_string()
+                .starts_with("--executor docker: the Docker engine: cannot reach"),
+            "{e}"
+        );
+    }
+}

@@ -6,7 +6,8 @@
 # and task, attached to the overlays by shoal: three web replicas published on
 # 8080 answer on every node through the mesh with a row fetched from `db` by
 # name; `service logs` reads the containers' logs; a missing image fails its
-# task with docker's "No such image"; a container killed with `docker kill` is
+# task with docker's "No such image", a missing program with the engine's
+# "starting container failed"; a container killed with `docker kill` is
 # replaced; a daemon killed and restarted re-adopts its containers and starts
 # no duplicate; `service rm` leaves no container. A named volume is a Docker
 # volume, which `docker volume` shows and removes through shoal. Each node manages only the
@@ -129,6 +130,13 @@ eventually check_output "service ps ghost: No such image" \
   "No such image: shoal-no-such-image:latest" ghost_error
 check_match "no container for ghost" '^0$' count containers ghost
 check "service rm ghost" dk service rm ghost
+check "service broken: a program the image does not have" dk service create --detach \
+  --name broken "$IMAGE" /no/such/program
+broken_task() { dk service ps broken --no-trunc --format '{{.CurrentState}} | {{.Error}}'; }
+eventually check_match "service ps broken: failed, starting container failed" \
+  '^Failed .*starting container failed: .*/no/such/program' broken_task
+check "service rm broken" dk service rm broken
+eventually check_match "no container for broken is left" '^0$' count containers broken
 
 # --- docker kill -----------------------------------------------------------------
 

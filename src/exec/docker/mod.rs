@@ -472,3 +472,22 @@ impl Executor for DockerExecutor {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_engine_that_does_not_answer_is_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = format!("unix://{}/docker.sock", dir.path().display());
+        let Err(e) = DockerExecutor::connect(&host).await else {
+            panic!("nothing listens at {host}");
+        };
+        assert!(matches!(e, ExecError::EngineUnreachable(_)), "{e:?}");
+        assert!(
+            e.to_string().contains(&format!("cannot reach {host}")),
+            "{e}"
+        );
+    }
+}
