@@ -174,20 +174,6 @@ measure_death() {
 
 # --- summary --------------------------------------------------------------
 
-# run_measure NAME FUNCTION: RUNS runs of FUNCTION, each line printed; the
-# figures end up in FIGURES.
-FIGURES=()
-run_measure() {
-  local run line
-  FIGURES=()
-  for ((run = 1; run <= RUNS; run++)); do
-    line=$("$2" "$run")
-    echo "$line"
-    [[ $line =~ ([0-9]+)\ ms$ ]] || die "$1 run $run: no figure in '$line'"
-    FIGURES+=("${BASH_REMATCH[1]}")
-  done
-}
-
 main() {
   parse_args "$@"
   [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"

@@ -68,14 +68,15 @@ finish() {
   exit "$rc"
 }
 
-# form_swarm ROLE N: starts daemons on lab hosts h1..hN (the lab is up), h1
-# inits a swarm and h2..hN join it with ROLE's token (worker or manager); fills
-# SOCK and NODE_ID, and SWARM_SINCE ($SECONDS at init).
+# form_swarm ROLE N [DAEMON ARGS...]: starts daemons (given the args) on lab
+# hosts h1..hN (the lab is up), h1 inits a swarm and h2..hN join it with ROLE's
+# token (worker or manager); fills SOCK and NODE_ID, and SWARM_SINCE ($SECONDS
+# at init).
 SWARM_SINCE=0
 form_swarm() {
   local role=$1 n=$2 i addr token
   for ((i = 1; i <= n; i++)); do
-    lab start "$i" >/dev/null
+    lab start "$i" "${@:3}" >/dev/null
     SOCK[$i]=$(lab sock "$i")
   done
   addr=$(lab addr 1)
@@ -97,6 +98,20 @@ wait_for() {
   until "$@"; do
     ((SECONDS < deadline)) || die "timed out after ${limit}s waiting for: $what"
     sleep 0.1
+  done
+}
+
+# run_measure NAME FUNCTION: RUNS runs of FUNCTION (which prints one line
+# ending "<figure> ms"), each line printed; the figures end up in FIGURES.
+FIGURES=()
+run_measure() {
+  local run line
+  FIGURES=()
+  for ((run = 1; run <= RUNS; run++)); do
+    line=$("$2" "$run")
+    echo "$line"
+    [[ $line =~ ([0-9]+)\ ms$ ]] || die "$1 run $run: no figure in '$line'"
+    FIGURES+=("${BASH_REMATCH[1]}")
   done
 }
 
