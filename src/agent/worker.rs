@@ -150,7 +150,7 @@ impl Worker {
             && running.message == task.status.message;
         if task.state() != TaskState::RUNNING || !adopt || !same_ports {
             running.container_status = Some(ContainerStatus {
-                container_id: Some(task.id.clone()),
+                container_id: Some(self.executor.container_id(&task.id).await),
                 pid: pid.map(i64::from),
                 exit_code: None,
             });

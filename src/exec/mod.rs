@@ -55,6 +55,12 @@ pub trait Executor: Send + Sync {
     /// [`Executor::status`]).
     fn start<'a>(&'a self, task: &'a TaskStart<'a>) -> BoxFuture<'a, Result<(), ExecError>>;
 
+    /// The task's container ID as its engine knows it (docker's `ContainerStatus.ContainerID`);
+    /// the task's own ID where no engine runs it.
+    fn container_id<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, String> {
+        Box::pin(async move { task_id.to_string() })
+    }
+
     /// Where the task is in its life, as far as this node can tell now.
     fn status<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, TaskRunState>;
 

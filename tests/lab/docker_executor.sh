@@ -104,6 +104,8 @@ for c in $WEB_CONTAINERS; do
   check "container ${c:0:12} belongs to its task's node (label)" task_vs_container "$c"
 done
 TASK=$(eng inspect -f '{{index .Config.Labels "com.docker.swarm.task.id"}}' "$FIRST")
+task_container() { dk inspect --type task -f '{{.Status.ContainerStatus.ContainerID}}' "$TASK"; }
+check_output "the task's ContainerStatus names its container" "$FIRST" task_container
 BACK_ADDR=$(dk inspect --type task "$TASK" \
   -f '{{range .NetworksAttachments}}{{if eq .Network.Spec.Name "back"}}{{index .Addresses 0}}{{end}}{{end}}')
 check_output "the container has its task's address on back ($BACK_ADDR)" "inet ${BACK_ADDR}" \
@@ -116,6 +118,9 @@ for i in 1 2 3; do
 done
 eventually check_output "service logs web: the containers' output" "serving" \
   dk service logs --raw web
+# Following never ends by itself: 4 s of it.
+follow_logs() { timeout 4 docker -H "unix://$(lab sock 1)" service logs -f --raw web || true; }
+check_output "service logs -f web follows them" "serving" follow_logs
 check_output "db's volume is a Docker volume" "volume $VOLUME /rows" \
   eng inspect -f '{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}' \
   "$(containers db running)"

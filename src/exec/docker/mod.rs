@@ -225,6 +225,13 @@ impl Executor for DockerExecutor {
         })
     }
 
+    fn container_id<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, String> {
+        Box::pin(async move {
+            let found = self.container(task_id).await;
+            found.unwrap_or_else(|_| task_id.to_string())
+        })
+    }
+
     fn status<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, TaskRunState> {
         Box::pin(async move {
             match self.inspect(task_id).await {
