@@ -13,7 +13,7 @@ mod logs;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bollard::Docker;
@@ -50,6 +50,10 @@ pub struct DockerExecutor {
     /// The node whose tasks these are; the host's executor (volumes only) has none and holds no
     /// tasks.
     node_id: Option<String>,
+    /// Container IDs by task ID, as created or found: a lookup by label is a filtered list of
+    /// every container on the engine, which each call on a task would otherwise make. Shared by
+    /// the executors of one engine; a container found gone is forgotten.
+    known: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl DockerExecutor {
@@ -77,6 +81,7 @@ impl DockerExecutor {
             docker: negotiated,
             host: host.to_string(),
             node_id: None,
+            known: Arc::default(),
         })
     }
 
@@ -119,13 +124,33 @@ impl DockerExecutor {
         found.map_err(|e| self.error(e))
     }
 
+    fn known(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The ID of task `task_id`'s container.
     async fn container(&self, task_id: &str) -> Result<String, ExecError> {
+        if let Some(id) = self.known().get(task_id) {
+            return Ok(id.clone());
+        }
         let found = self.containers(Some(task_id)).await?;
-        found
+        let id = found
             .into_iter()
             .find_map(|c| c.id)
-            .ok_or_else(|| ExecError::NotFound(task_id.into()))
+            .ok_or_else(|| ExecError::NotFound(task_id.into()))?;
+        self.known().insert(task_id.to_string(), id.clone());
+        Ok(id)
+    }
+
+    /// Task `task_id`'s container is gone: removed, or the engine said 404.
+    fn forget(&self, task_id: &str) {
+        self.known().remove(task_id);
+    }
+
+    /// The error for a task whose container the engine no longer has.
+    fn gone(&self, task_id: &str) -> ExecError {
+        self.forget(task_id);
+        ExecError::NotFound(task_id.into())
     }
 
     async fn inspect(&self, task_id: &str) -> Result<ContainerInspectResponse, ExecError> {
@@ -133,7 +158,7 @@ impl DockerExecutor {
         match self.docker.inspect_container(&id, None).await {
             Err(DockerError::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Err(ExecError::NotFound(task_id.into())),
+            }) => Err(self.gone(task_id)),
             other => other.map_err(|e| self.error(e)),
         }
     }
@@ -217,6 +242,8 @@ impl Executor for DockerExecutor {
                 }) => return Err(ExecError::AlreadyExists(task.task_id.into())),
                 Err(e) => return Err(self.error(e)),
             };
+            self.known()
+                .insert(task.task_id.to_string(), created.id.clone());
             if let Err(e) = self.docker.start_container(&created.id, None).await {
                 // The container keeps the engine's error and exit code: `wait` reports them.
                 tracing::debug!(task = task.task_id, "the container did not start: {e}");
@@ -261,7 +288,7 @@ impl Executor for DockerExecutor {
                     Some(Ok(_) | Err(DockerError::DockerContainerWaitError { .. })) | None => {}
                     Some(Err(DockerError::DockerResponseServerError {
                         status_code: 404, ..
-                    })) => return Err(ExecError::NotFound(task_id.into())),
+                    })) => return Err(self.gone(task_id)),
                     Some(Err(e)) => {
                         tracing::warn!(task = task_id, "waiting for the container: {e}");
                         tokio::time::sleep(RETRY_PAUSE).await;
@@ -301,12 +328,17 @@ impl Executor for DockerExecutor {
             };
             let docker = self.docker.clone().with_timeout(REQUEST_TIMEOUT + grace);
             match docker.stop_container(&id, Some(options)).await {
-                // 304: it was not running; 404: it is gone.
+                // 304: it was not running.
                 Err(DockerError::DockerResponseServerError {
-                    status_code: 304 | 404,
-                    ..
+                    status_code: 304, ..
                 })
                 | Ok(()) => Ok(()),
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    self.forget(task_id);
+                    Ok(())
+                }
                 Err(e) => Err(self.error(e)),
             }
         })
@@ -328,7 +360,10 @@ impl Executor for DockerExecutor {
                 Err(DockerError::DockerResponseServerError {
                     status_code: 404, ..
                 })
-                | Ok(()) => Ok(()),
+                | Ok(()) => {
+                    self.forget(task_id);
+                    Ok(())
+                }
                 Err(e) => Err(self.error(e)),
             }
         })
@@ -358,7 +393,13 @@ impl Executor for DockerExecutor {
             let mut frames = self.docker.logs(&id, Some(logs::query(options, false)));
             let mut lines = Vec::new();
             while let Some(frame) = frames.next().await {
-                let frame = frame.map_err(|e| self.error(e))?;
+                let frame = match frame {
+                    Ok(frame) => frame,
+                    Err(DockerError::DockerResponseServerError {
+                        status_code: 404, ..
+                    }) => return Err(self.gone(task_id)),
+                    Err(e) => return Err(self.error(e)),
+                };
                 lines.extend(logs::line(frame).filter(|l| logs::admits(options, l)));
             }
             Ok(lines)
