@@ -10,8 +10,8 @@
 #           image and command, 4 at a time (one per lab host's agent), to the
 #           last of them started: what the engine itself takes.
 # N is REPLICAS (default 24). Every container goes before the next run. Each
-# measure runs --runs N times (default 3); the script prints each run, a
-# context line, then
+# measure runs --runs N times (default 3), the two in turn; the script prints
+# each run, a context line, then
 #   shoal: median X ms, min Y ms, max Z ms over N runs
 #   engine alone: median X ms, ...
 #   ratio shoal / engine alone (medians): R
@@ -105,16 +105,19 @@ main() {
   form_swarm worker "$HOSTS" --executor docker --docker-host "$ENGINE"
   dk 1 network create -d overlay bench >/dev/null
   echo "lab $LAB: 1 manager, $((HOSTS - 1)) workers on one engine, $REPLICAS replicas, $RUNS runs of each measure"
-  local shoal_stats engine_stats shoal_figures engine_figures
-  run_measure shoal measure_shoal
-  shoal_figures=("${FIGURES[@]}")
-  shoal_stats=$(stats "${shoal_figures[@]}")
-  run_measure engine measure_engine
-  engine_figures=("${FIGURES[@]}")
-  engine_stats=$(stats "${engine_figures[@]}")
+  # Interleaved, so that a slow moment of the machine hits both alike.
+  local run line shoal_figures=() engine_figures=()
+  for ((run = 1; run <= RUNS; run++)); do
+    line=$(measure_shoal "$run")
+    echo "$line"
+    shoal_figures+=("$(figure shoal "$run" "$line")")
+    line=$(measure_engine "$run")
+    echo "$line"
+    engine_figures+=("$(figure engine "$run" "$line")")
+  done
   context
-  echo "shoal: $shoal_stats over $RUNS runs"
-  echo "engine alone: $engine_stats over $RUNS runs"
+  echo "shoal: $(stats "${shoal_figures[@]}") over $RUNS runs"
+  echo "engine alone: $(stats "${engine_figures[@]}") over $RUNS runs"
   echo "ratio shoal / engine alone (medians): $(div "$(median "${shoal_figures[@]}")" "$(median "${engine_figures[@]}")")"
 }
 

@@ -110,9 +110,14 @@ run_measure() {
   for ((run = 1; run <= RUNS; run++)); do
     line=$("$2" "$run")
     echo "$line"
-    [[ $line =~ ([0-9]+)\ ms$ ]] || die "$1 run $run: no figure in '$line'"
-    FIGURES+=("${BASH_REMATCH[1]}")
+    FIGURES+=("$(figure "$1" "$run" "$line")")
   done
+}
+
+# figure NAME RUN LINE: the figure of LINE, which ends "<figure> ms".
+figure() {
+  [[ $3 =~ ([0-9]+)\ ms$ ]] || die "$1 run $2: no figure in '$3'"
+  echo "${BASH_REMATCH[1]}"
 }
 
 # stats MS...: "median X ms, min Y ms, max Z ms" (median of an even count:
