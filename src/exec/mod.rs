@@ -133,7 +133,8 @@ pub struct TaskStart<'a> {
     pub spec: &'a TaskSpecContainerSpec,
     /// The resource limits of the task's spec.
     pub limits: Option<&'a Limit>,
-    /// The hostname when the spec names none.
+    /// The hostname when the spec names none (a container engine's default, the container's
+    /// ID, is kept instead).
     pub default_hostname: &'a str,
     /// A prepared network namespace to run the task in (a bind mounted namespace file, see
     /// [`crate::net::plumb::NetnsFile`], already attached to the task's networks, so the

@@ -40,11 +40,6 @@ pub fn create_body(task: &TaskStart<'_>, node_id: &str) -> ContainerCreateBody {
         ]
         .map(|(key, value)| (key.to_string(), value.to_string())),
     );
-    let hostname = spec
-        .hostname
-        .clone()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| task.default_hostname.to_string());
     let dns = spec.dns_config.as_ref();
     let nameservers = match dns.and_then(|d| d.nameservers.clone()) {
         Some(own) if !own.is_empty() => own,
@@ -89,7 +84,8 @@ pub fn create_body(task: &TaskStart<'_>, node_id: &str) -> ContainerCreateBody {
         env: spec.env.clone(),
         working_dir: spec.dir.clone().filter(|d| !d.is_empty()),
         user: spec.user.clone().filter(|u| !u.is_empty()),
-        hostname: Some(hostname),
+        // None: the engine names the container's host after its ID, as on a swarm node.
+        hostname: spec.hostname.clone().filter(|name| !name.is_empty()),
         tty: spec.tty,
         open_stdin: spec.open_stdin,
         stop_signal: spec.stop_signal.clone().filter(|s| !s.is_empty()),
@@ -212,7 +208,6 @@ mod tests {
             service_id: "s1",
             service_name: "web",
             limits: Some(&limits),
-            default_hostname: "t1short",
             nameservers: &nameservers,
             ..TaskStart::new("t1", &spec)
         };
@@ -221,7 +216,10 @@ mod tests {
         assert_eq!(body.entrypoint, Some(vec!["httpd".to_string()]));
         assert_eq!(body.cmd.unwrap(), ["-f", "-p", "80"]);
         assert_eq!(body.working_dir.as_deref(), Some("/www"));
-        assert_eq!(body.hostname.as_deref(), Some("t1short"));
+        assert_eq!(
+            body.hostname, None,
+            "the engine's default: the container's ID"
+        );
         let labels = body.labels.unwrap();
         assert_eq!(labels[NODE_LABEL], "n1", "the node's own label wins");
         assert_eq!(labels[TASK_LABEL], "t1");
