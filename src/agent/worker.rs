@@ -169,15 +169,17 @@ impl Worker {
         let spec = task.spec.container_spec.clone().unwrap_or_default();
         let on_overlays = self.network.carries(task);
         // The embedded DNS is reachable only from a namespace on the overlays.
-        let nameservers = match on_overlays {
-            true => nameservers(assignment),
-            false => Vec::new(),
+        let nameservers = if on_overlays {
+            nameservers(assignment)
+        } else {
+            Vec::new()
         };
         let after_start = self.executor.attaches_after_start();
-        let netns = match after_start {
-            true => None,
-            false => (self.network.prepare(task, &assignment.networks).await)
-                .map_err(|e| format!("{e:#}"))?,
+        let netns = if after_start {
+            None
+        } else {
+            let prepared = self.network.prepare(task, &assignment.networks).await;
+            prepared.map_err(|e| format!("{e:#}"))?
         };
         let name = format!("{}.{}", task.name(&assignment.service_name), task.id);
         let resources = task.spec.resources.as_ref();
