@@ -42,15 +42,10 @@ pub fn line(frame: LogOutput) -> Option<LogLine> {
     let text = String::from_utf8_lossy(&message);
     let text = text.strip_suffix('\n').unwrap_or(&text);
     let text = text.strip_suffix('\r').unwrap_or(text);
-    let (time, line) = match text.split_once(' ') {
-        Some((stamp, rest)) => match humantime::parse_rfc3339_weak(stamp) {
-            Ok(time) => (time, rest),
-            Err(_) => (SystemTime::now(), text),
-        },
-        None => match humantime::parse_rfc3339_weak(text) {
-            Ok(time) => (time, ""),
-            Err(_) => (SystemTime::now(), text),
-        },
+    let (stamp, rest) = text.split_once(' ').unwrap_or((text, ""));
+    let (time, line) = match humantime::parse_rfc3339_weak(stamp) {
+        Ok(time) => (time, rest),
+        Err(_) => (SystemTime::now(), text),
     };
     Some(LogLine {
         time,

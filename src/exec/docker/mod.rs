@@ -194,25 +194,26 @@ impl DockerExecutor {
         Ok(users)
     }
 
-    fn volume_of(&self, volume: bollard::models::Volume, users: &[String]) -> Volume {
-        let created_at = volume
-            .created_at
-            .as_deref()
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        Volume {
-            name: volume.name,
-            mountpoint: PathBuf::from(volume.mountpoint),
-            created_at,
-            used_by: users.to_vec(),
-        }
-    }
-
     /// Whether the engine speaks API 1.42 or later, where pruning takes named volumes only
     /// when asked with `all`.
     fn prunes_anonymous_only(&self) -> bool {
         let version = self.docker.client_version();
         (version.major_version, version.minor_version) >= (1, 42)
+    }
+}
+
+/// The engine's `volume`, mounted by the tasks `used_by`, as the executors show volumes.
+fn volume_of(volume: bollard::models::Volume, used_by: Vec<String>) -> Volume {
+    let created_at = volume
+        .created_at
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Volume {
+        name: volume.name,
+        mountpoint: PathBuf::from(volume.mountpoint),
+        created_at,
+        used_by,
     }
 }
 
@@ -455,14 +456,14 @@ impl Executor for DockerExecutor {
                 .list_volumes(None::<ListVolumesOptions>)
                 .await
                 .map_err(|e| self.error(e))?;
-            let users = self.volume_users().await?;
+            let mut users = self.volume_users().await?;
             let mut volumes: Vec<Volume> = listed
                 .volumes
                 .into_iter()
                 .flatten()
                 .map(|v| {
-                    let used_by = users.get(&v.name).cloned().unwrap_or_default();
-                    self.volume_of(v, &used_by)
+                    let used_by = users.remove(&v.name).unwrap_or_default();
+                    volume_of(v, used_by)
                 })
                 .collect();
             volumes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -478,8 +479,8 @@ impl Executor for DockerExecutor {
                 }) => return Err(ExecError::NoSuchVolume(name.into())),
                 other => other.map_err(|e| self.error(e))?,
             };
-            let users = self.volume_users().await?;
-            Ok(self.volume_of(volume, users.get(name).map_or(&[], Vec::as_slice)))
+            let mut users = self.volume_users().await?;
+            Ok(volume_of(volume, users.remove(name).unwrap_or_default()))
         })
     }
 
@@ -491,7 +492,7 @@ impl Executor for DockerExecutor {
             };
             let created = self.docker.create_volume(request).await;
             let volume = created.map_err(|e| self.error(e))?;
-            Ok(self.volume_of(volume, &[]))
+            Ok(volume_of(volume, Vec::new()))
         })
     }
 
